@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# NVMe passthrough hotplug for QEMU: build and test the fork.
+#
+#   make check   install what is missing, fetch and verify upstream QEMU,
+#                apply the patch queue, build, and run every test
+#   make build   the same, without the tests
+#
+# Options (./configure writes them to config.mak; make VAR=... and the
+# environment work too): DEB_CACHE=DIR for an offline package cache,
+# BUILD_DIR=DIR for the build folder.
+
+-include config.mak
+
+BUILD_DIR ?= build
+DEB_CACHE ?=
+export BUILD_DIR DEB_CACHE
+
+.PHONY: all deps upstream build check check-build check-qtest clean distclean help
+
+all: build
+
+help:
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+
+deps:
+	@scripts/install-deps.sh
+
+upstream: deps
+	@scripts/upstream.sh all
+
+build: upstream
+	@scripts/build-qemu.sh
+
+check: build
+	@scripts/run-tests.sh
+
+clean:
+	rm -rf $(BUILD_DIR)/qemu-build
+
+distclean:
+	rm -rf $(BUILD_DIR) config.mak

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Configure (once, or again when the flags change) and build the fork:
+# qemu-system-x86_64 and the project's qtests, in BUILD_DIR/qemu-build.
+# ninja rebuilds only what changed; ccache makes a rebuild from scratch
+# cheap when the compiler has seen the same sources before.
+
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$(mkdir -p "${BUILD_DIR:-$top/build}" && cd "${BUILD_DIR:-$top/build}" && pwd)
+src="$build/qemu"
+obj="$build/qemu-build"
+
+# A lean x86_64 system emulator: TCG and KVM, vfio (kernel and vfio-user
+# client), the vfio-user server (x-remote machine); no docs, Rust, GUI,
+# audio or tools.  Firmware comes from Debian's packages at run time.
+firmware_dirs="/usr/share/qemu /usr/share/seabios /usr/share/OVMF"
+flags=(
+    --target-list=x86_64-softmmu
+    --python=/usr/bin/python3
+    --disable-download
+    --enable-tcg --enable-kvm
+    --enable-multiprocess --enable-vfio-user-server
+    --disable-docs --disable-rust --disable-install-blobs
+    --disable-gtk --disable-sdl --disable-opengl --disable-vnc
+    --disable-spice --disable-curses --disable-dbus-display
+    --disable-virglrenderer --disable-brlapi --disable-xkbcommon
+    --audio-drv-list=
+    --disable-tools --disable-guest-agent
+    --firmwarepath="$(echo $firmware_dirs | tr ' ' :)"
+)
+
+say() { echo "build: $*"; }
+
+[ -d "$src" ] || { echo "build: error: no upstream tree at $src" >&2; exit 1; }
+
+export CCACHE_BASEDIR="$build" CCACHE_NOHASHDIR=1
+command -v ccache >/dev/null ||
+    say "warning: ccache not found, builds from scratch will be slow"
+
+want="${flags[*]}"
+if [ ! -f "$obj/build.ninja" ] ||
+    [ "$(cat "$obj/.passthru-flags" 2>/dev/null)" != "$want" ]; then
+    say "configuring QEMU in $obj (log: $build/configure.log)"
+    rm -rf "$obj"
+    mkdir -p "$obj"
+    if ! (cd "$obj" && "$src/configure" "${flags[@]}") \
+        >"$build/configure.log" 2>&1; then
+        tail -n 20 "$build/configure.log" >&2
+        echo "build: error: configure failed, see $build/configure.log" >&2
+        exit 1
+    fi
+    echo "$want" >"$obj/.passthru-flags"
+fi
+
+targets=(qemu-system-x86_64)
+for t in "$top"/tests/qtest/*-test.c; do
+    [ -f "$t" ] && targets+=("tests/qtest/$(basename "$t" .c)")
+done
+
+say "ninja ${targets[*]} (log: $build/ninja.log)"
+start=$(date +%s)
+set +e
+# Show every 250th step, so a long build shows life without a wall of text.
+ninja -C "$obj" "${targets[@]}" 2>&1 | tee "$build/ninja.log" |
+    awk -F'[][/]' '/^\[[0-9]+\/[0-9]+\]/ { if ($2 % 250 == 0 || $2 == $3)
+        printf "build:   step %s of %s\n", $2, $3; fflush(); next }
+        { print; fflush() }'
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" != 0 ]; then
+    echo "build: error: ninja failed, see $build/ninja.log" >&2
+    exit 1
+fi
+say "done in $(( $(date +%s) - start ))s"
+
+# A binary run from the build tree looks for its firmware path inside
+# qemu-bundle/: link Debian's firmware folders there.
+for d in $firmware_dirs; do
+    if [ -d "$d" ] && [ ! -e "$obj/qemu-bundle$d" ]; then
+        mkdir -p "$(dirname "$obj/qemu-bundle$d")"
+        ln -sfn "$d" "$obj/qemu-bundle$d"
+    fi
+done

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# Run every test of the fork and print one summary line at the end:
+# "N passed, N failed".  Tests speak TAP: the build tests under
+# tests/build/ and the qtests under tests/qtest/ (run with --tap).  Each
+# test's full output goes to BUILD_DIR/test-logs/NAME.log.
+#
+# Usage: scripts/run-tests.sh [NAME-FILTER]
+
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${BUILD_DIR:-$top/build}" && pwd)
+obj="$build/qemu-build"
+logs="$build/test-logs"
+filter="${1:-}"
+passed=0
+failed=0
+failures=()
+
+mkdir -p "$logs"
+
+# run NAME TIMEOUT CMD...: run one TAP producer, count its results
+run() {
+    local name=$1 limit=$2 log="$logs/${1//\//-}.log" rc ok bad
+    shift 2
+    [ -n "$filter" ] && [[ $name != *$filter* ]] && return 0
+    echo "== $name"
+    timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+    rc=$?
+    # TAP result lines, nested subtests included
+    grep -E '^[[:space:]]*(not )?ok [0-9]' "$log" | sed 's/^[[:space:]]*/   /'
+    ok=$(grep -cE '^[[:space:]]*ok [0-9]' "$log" || true)
+    bad=$(grep -cE '^[[:space:]]*not ok [0-9]' "$log" || true)
+    if [ "$rc" != 0 ] && [ "$bad" = 0 ]; then
+        # crashed, timed out or failed outside a TAP test point
+        bad=1
+        echo "   not ok - $name exited with status $rc" \
+             "$([ "$rc" = 124 ] && echo "(timeout after $limit)")"
+    fi
+    if [ "$ok" = 0 ] && [ "$bad" = 0 ]; then
+        bad=1
+        echo "   not ok - $name ran no test"
+    fi
+    if [ "$bad" != 0 ]; then
+        failures+=("$name (log: $log)")
+        tail -n 15 "$log" | sed 's/^/   | /'
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+}
+
+for t in "$top"/tests/build/*-test.sh; do
+    [ -f "$t" ] && run "build/$(basename "$t" .sh)" 30m bash "$t"
+done
+
+for t in "$top"/tests/qtest/*-test.c; do
+    [ -f "$t" ] || continue
+    name=$(basename "$t" .c)
+    run "qtest/$name" 10m env -C "$obj" \
+        QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+        "tests/qtest/$name" --tap -k
+done
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "Failed:"
+    printf '  %s\n' "${failures[@]}"
+    echo
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
