@@ -36,9 +36,14 @@ say() { echo "build: $*"; }
 
 [ -d "$src" ] || { echo "build: error: no upstream tree at $src" >&2; exit 1; }
 
+# QEMU's configure hands the compiler to meson in a cross file, where
+# meson does not add ccache by itself: name it as part of the compiler.
 export CCACHE_BASEDIR="$build" CCACHE_NOHASHDIR=1
-command -v ccache >/dev/null ||
+if command -v ccache >/dev/null; then
+    flags+=(--cc="ccache cc")
+else
     say "warning: ccache not found, builds from scratch will be slow"
+fi
 
 want="${flags[*]}"
 if [ ! -f "$obj/build.ninja" ] ||
