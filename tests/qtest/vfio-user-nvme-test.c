@@ -24,6 +24,12 @@
 #include "hw/pci/pci_regs.h"
 #include "block/nvme.h"
 
+/* ACPI PCI hotplug registers of q35 (hw/acpi/pcihp.c) */
+#define ACPI_PCIHP_ADDR_ICH9    0x0cc0
+#define PCI_DOWN_BASE           0x0004
+#define PCI_EJ_BASE             0x0008
+#define PCI_SEL_BASE            0x0010
+
 #define SERIAL          "vfiouser0042"
 #define QUEUE_SIZE      8
 #define TIMEOUT_US      (10 * G_USEC_PER_SEC)
@@ -406,6 +412,50 @@ static void test_msix_masked_then_unmasked(void)
     test_end(t);
 }
 
+/*
+ * Upstream's vfio-user-pci survives its removal: the guest ejects it
+ * (ACPI PCI hotplug) and QEMU finalizes it without tripping over the
+ * MSI-X PBA region (it used to abort in vfio_user_msix_teardown).
+ */
+static void test_unplug_vfio_user_pci(void)
+{
+    TestNvme t = { 0 };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *img = NULL;
+    QTestState *qts;
+
+    t.dir = g_dir_make_tmp("vfio-user-nvme-XXXXXX", &err);
+    g_assert_no_error(err);
+    t.sock = g_build_filename(t.dir, "vfu.sock", NULL);
+    server_start(&t);
+
+    qts = qtest_initf(
+        "-machine q35,memory-backend=m0 -nodefaults "
+        "-object memory-backend-memfd,id=m0,size=256M,share=on "
+        "-device pcie-root-port,id=rp1,bus=pcie.0,chassis=1 "
+        "-device '{\"driver\":\"vfio-user-pci\",\"id\":\"nvme\","
+        "\"bus\":\"rp1\","
+        "\"socket\":{\"type\":\"unix\",\"path\":\"%s\"}}'", t.sock);
+
+    qtest_qmp_device_del_send(qts, "nvme");
+    /* The guest ejects slot 0 of the port's bus (bus selector 0) */
+    qtest_outl(qts, ACPI_PCIHP_ADDR_ICH9 + PCI_SEL_BASE, 0);
+    g_assert_cmphex(qtest_inl(qts, ACPI_PCIHP_ADDR_ICH9 + PCI_DOWN_BASE),
+                    ==, 1);
+    qtest_outl(qts, ACPI_PCIHP_ADDR_ICH9 + PCI_EJ_BASE, 1);
+    qtest_qmp_eventwait(qts, "DEVICE_DELETED");
+    qtest_qmp_assert_success(qts, "{'execute': 'query-status'}");
+
+    qtest_quit(qts);
+    server_stop(&t);
+    img = g_build_filename(t.dir, "nvme.img", NULL);
+    unlink(img);
+    unlink(t.sock);
+    rmdir(t.dir);
+    g_free(t.sock);
+    g_free(t.dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -416,6 +466,8 @@ int main(int argc, char **argv)
     qtest_add_func("/vfio-user-nvme/msix/io-vector", test_msix_io_vector);
     qtest_add_func("/vfio-user-nvme/msix/masked-then-unmasked",
                    test_msix_masked_then_unmasked);
+    qtest_add_func("/vfio-user-nvme/unplug/vfio-user-pci-survives",
+                   test_unplug_vfio_user_pci);
 
     return g_test_run();
 }

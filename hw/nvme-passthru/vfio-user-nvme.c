@@ -1,0 +1,78 @@
+/*
+ * vfio-user-nvme: passthrough of an out-of-process NVMe controller with
+ * vfio-user, for hotplug on a pcie-hotplug-passthru port
+ *
+ * The vfio-user twin of vfio-nvme: vfio-user-pci with the same checks,
+ * and when the server goes away (it exits or closes its socket) the
+ * device is removed from the guest at once (surprise removal).
+ *
+ * Copyright (c) 2026 The NVMe passthrough hotplug authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qemu/module.h"
+#include "hw/vfio/pci.h"
+#include "hw/vfio-user/proxy.h"
+#include "hw/nvme-passthru/nvme-passthru.h"
+
+#define TYPE_VFIO_USER_PCI "vfio-user-pci"
+
+#define VFIO_USER_NVME_GET_CLASS(obj) \
+    OBJECT_GET_CLASS(VFIONvmeClass, (obj), TYPE_PCI_DEVICE)
+
+static void vfio_user_nvme_server_gone(void *opaque)
+{
+    PCIDevice *pdev = opaque;
+
+    if (DEVICE(pdev)->realized) {
+        passthru_port_host_gone(pdev,
+                                "vfio-user server closed the connection");
+    }
+}
+
+static void vfio_user_nvme_realize(PCIDevice *pdev, Error **errp)
+{
+    VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
+
+    if (!vfio_nvme_realize_common(pdev, errp)) {
+        return;
+    }
+    vfio_user_set_closed_handler(vdev->vbasedev.proxy,
+                                 vfio_user_nvme_server_gone, pdev);
+}
+
+static void vfio_user_nvme_exit(PCIDevice *pdev)
+{
+    VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
+
+    vfio_user_set_closed_handler(vdev->vbasedev.proxy, NULL, NULL);
+    VFIO_USER_NVME_GET_CLASS(pdev)->parent_exit(pdev);
+}
+
+static void vfio_user_nvme_class_init(ObjectClass *klass, const void *data)
+{
+    PCIDeviceClass *pdc = PCI_DEVICE_CLASS(klass);
+
+    vfio_nvme_class_init_common(klass,
+                                "NVMe controller passthrough (vfio-user) "
+                                "for hotplug");
+    pdc->realize = vfio_user_nvme_realize;
+    pdc->exit = vfio_user_nvme_exit;
+}
+
+static const TypeInfo vfio_user_nvme_info = {
+    .name = TYPE_VFIO_USER_NVME,
+    .parent = TYPE_VFIO_USER_PCI,
+    .class_size = sizeof(VFIONvmeClass),
+    .class_init = vfio_user_nvme_class_init,
+};
+
+static void vfio_user_nvme_register_types(void)
+{
+    type_register_static(&vfio_user_nvme_info);
+}
+
+type_init(vfio_user_nvme_register_types)

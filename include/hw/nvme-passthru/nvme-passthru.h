@@ -1,0 +1,64 @@
+/*
+ * NVMe passthrough hotplug: the pcie-hotplug-passthru root port and the
+ * vfio-nvme / vfio-user-nvme frontends that may sit on it
+ *
+ * Copyright (c) 2026 The NVMe passthrough hotplug authors
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef HW_NVME_PASSTHRU_H
+#define HW_NVME_PASSTHRU_H
+
+#include "hw/pci/pci_device.h"
+#include "qom/object.h"
+
+#define TYPE_PCIE_HOTPLUG_PASSTHRU "pcie-hotplug-passthru"
+#define TYPE_VFIO_NVME "vfio-nvme"
+#define TYPE_VFIO_USER_NVME "vfio-user-nvme"
+
+/* The limits of a VM with passthrough hotplug, as vSphere's */
+#define PASSTHRU_MAX_DEVICES 32
+#define PASSTHRU_MAX_VCPUS 128
+
+/* The PCI class of an NVMe controller: mass storage, NVM, NVMe */
+#define PASSTHRU_NVME_CLASS 0x010802
+
+/*
+ * The class of both frontends: they remember the vfio-pci (or
+ * vfio-user-pci) hooks they wrap.
+ */
+typedef struct VFIONvmeClass {
+    PCIDeviceClass parent_class;
+    void (*parent_realize)(PCIDevice *pdev, Error **errp);
+    void (*parent_exit)(PCIDevice *pdev);
+    void (*parent_config_write)(PCIDevice *pdev, uint32_t addr,
+                                uint32_t val, int len);
+} VFIONvmeClass;
+
+/*
+ * Frontend side, shared by vfio-nvme and vfio-user-nvme (vfio-nvme.c).
+ *
+ * vfio_nvme_realize_common: check where the device sits and that no
+ * property fakes its identity, run the parent realize, then check the
+ * device's own class code (undoing the parent realize on a mismatch).
+ *
+ * vfio_nvme_class_init_common: remember the parent's hooks, and watch
+ * config writes (the guest enabling the device completes a hot-add).
+ */
+bool vfio_nvme_realize_common(PCIDevice *pdev, Error **errp);
+void vfio_nvme_class_init_common(ObjectClass *klass, const char *desc);
+
+/* Port side (pcie-hotplug-passthru.c) */
+
+/* The frontend's config space changed: the guest may have enabled it */
+void passthru_port_device_config_written(PCIDevice *dev);
+
+/*
+ * The host device behind @dev vanished: take @dev away from the guest
+ * (surprise removal).  Safe from any main-loop context: the removal
+ * runs from a bottom half.
+ */
+void passthru_port_host_gone(PCIDevice *dev, const char *reason);
+
+#endif
