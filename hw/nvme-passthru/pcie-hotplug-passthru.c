@@ -55,6 +55,7 @@
 #include "hw/pci-bridge/gen_pcie_root_port.h"
 #include "hw/southbridge/ich9.h"
 #include "hw/vfio/pci.h"
+#include "migration/blocker.h"
 #include "hw/nvme-passthru/nvme-passthru.h"
 #include "system/system.h"
 #include "trace.h"
@@ -75,6 +76,9 @@ struct PCIEHotplugPassthru {
     PassthruHotplugCause cause;
     int64_t op_start_ms;            /* QEMU_CLOCK_REALTIME */
     PCIDevice *dev;                 /* the frontend on the port, if any */
+
+    /* Set while a device is on the port: no migration, no snapshots */
+    Error *migration_blocker;
 
     /* ICH9-LPC when ACPI PCI hotplug signals the guest, else NULL */
     HotplugHandler *acpi_hp;
@@ -147,6 +151,54 @@ static PCIEHotplugPassthru *pending_port(void)
         }
     }
     return NULL;
+}
+
+static void set_state(PCIEHotplugPassthru *p, PassthruPortState state);
+
+unsigned passthru_port_count(void)
+{
+    PCIEHotplugPassthru *p;
+    unsigned n = 0;
+
+    QTAILQ_FOREACH(p, &passthru_ports, next) {
+        n++;
+    }
+    return n;
+}
+
+static unsigned device_count(void)
+{
+    PCIEHotplugPassthru *p;
+    unsigned n = 0;
+
+    QTAILQ_FOREACH(p, &passthru_ports, next) {
+        n += !!p->dev;
+    }
+    return n;
+}
+
+/*
+ * A device sits on the port from now on.  Migration and snapshots would
+ * lose the passthrough device's state: block them while it is there.
+ */
+static bool device_attach(PCIEHotplugPassthru *p, PCIDevice *dev,
+                          Error **errp)
+{
+    error_setg(&p->migration_blocker, "passthrough NVMe '%s' on port '%s' "
+               "prevents migration and snapshots: remove it first",
+               dev_id(dev), port_id(p));
+    if (migrate_add_blocker(&p->migration_blocker, errp) < 0) {
+        return false;
+    }
+    p->dev = dev;
+    return true;
+}
+
+static void device_detach(PCIEHotplugPassthru *p)
+{
+    migrate_del_blocker(&p->migration_blocker);
+    p->dev = NULL;
+    set_state(p, PASSTHRU_PORT_STATE_EMPTY);
 }
 
 static bool check_no_pending(Error **errp)
@@ -329,8 +381,7 @@ static void surprise_remove(PCIEHotplugPassthru *p, PassthruHotplugCause cause,
     }
 
     emit(p, PASSTHRU_HOTPLUG_PHASE_COMPLETED, reason);
-    p->dev = NULL;
-    set_state(p, PASSTHRU_PORT_STATE_EMPTY);
+    device_detach(p);
     object_unref(OBJECT(dev));
 }
 
@@ -359,6 +410,16 @@ static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
                    port_id(p), object_get_typename(OBJECT(dev)));
         return;
     }
+    if (device_count() >= PASSTHRU_MAX_DEVICES) {
+        error_setg(errp, "passthrough hotplug allows at most %d passthrough "
+                   "NVMe devices, and the VM has them", PASSTHRU_MAX_DEVICES);
+        return;
+    }
+    if (p->dev) {
+        error_setg(errp, "port '%s' already holds '%s'", port_id(p),
+                   dev_id(p->dev));
+        return;
+    }
     if (dev->hotplugged) {
         if (!check_no_pending(errp)) {
             return;
@@ -379,10 +440,9 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
     ERRP_GUARD();
 
     signal_plug(p, dev, errp);
-    if (*errp) {
+    if (*errp || !device_attach(p, PCI_DEVICE(dev), errp)) {
         return;
     }
-    p->dev = PCI_DEVICE(dev);
     if (dev->hotplugged) {
         op_start(p, PASSTHRU_HOTPLUG_OPERATION_ADD, PASSTHRU_HOTPLUG_CAUSE_QMP,
                  PASSTHRU_PORT_STATE_ADDING, NULL);
@@ -450,8 +510,7 @@ static void passthru_unplug(HotplugHandler *hotplug_dev, DeviceState *dev,
                      PASSTHRU_PORT_STATE_REMOVING, NULL);
         }
         emit(p, PASSTHRU_HOTPLUG_PHASE_COMPLETED, NULL);
-        p->dev = NULL;
-        set_state(p, PASSTHRU_PORT_STATE_EMPTY);
+        device_detach(p);
     }
     /* Must not fail: ACPI's eject and the slot call it with error_abort */
     signal_unplug(p, dev, &error_abort);
@@ -498,7 +557,9 @@ static void passthru_machine_done(Notifier *notifier, void *data)
                          port_id(p), object_get_typename(OBJECT(kid->child)));
             exit(1);
         }
-        p->dev = PCI_DEVICE(kid->child);
+        if (!p->dev) {
+            device_attach(p, PCI_DEVICE(kid->child), &error_fatal);
+        }
         set_state(p, PASSTHRU_PORT_STATE_PRESENT);
     }
 }
@@ -672,6 +733,7 @@ static void passthru_realize(DeviceState *dev, Error **errp)
     p->machine_done.notify = passthru_machine_done;
     qemu_add_machine_init_done_notifier(&p->machine_done);
     QTAILQ_INSERT_TAIL(&passthru_ports, p, next);
+    passthru_policy_enable();
 }
 
 static void passthru_unrealize(DeviceState *dev)

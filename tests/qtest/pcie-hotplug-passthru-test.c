@@ -42,9 +42,14 @@
 
 #define TIMEOUT_US              (10 * G_USEC_PER_SEC)
 #define MAX_PORTS               2
-#define MAX_SERVERS             5
+#define MAX_SERVERS             33
 #define UNPLUG_TIMEOUT_MS       200
 #define MS_TO_NS(ms)            ((int64_t)(ms) * 1000 * 1000)
+
+/* What the passthrough hotplug policy asks of every VM with a port */
+#define POLICY_ARGS \
+    "-drive if=pflash,format=raw,readonly=on," \
+    "file=/usr/share/OVMF/OVMF_CODE_4M.fd -overcommit mem-lock=on"
 
 #define NATIVE_HOTPLUG \
     "-global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"
@@ -535,7 +540,8 @@ static Test *test_start_extra(const Mode *mode, int nports, const char *extra)
     Test *t = g_new0(Test, 1);
     g_autoptr(GString) args = g_string_new(
         "-machine q35,memory-backend=m0 -nodefaults "
-        "-object memory-backend-memfd,id=m0,size=256M,share=on");
+        "-object memory-backend-memfd,id=m0,size=256M,share=on "
+        POLICY_ARGS);
     g_autoptr(GError) err = NULL;
     int n;
 
@@ -791,6 +797,95 @@ static void test_host_gone(const void *data)
     expect_surprise_removal(t, 1, "nvme0", "host-gone",
                             "vfio-user server closed the connection");
     expect_guest_told_gone(t, 1);
+    test_end(t);
+}
+
+/*
+ * While a passthrough NVMe is attached, migration and snapshots are
+ * refused with an error that names it; once it is gone, they are not.
+ */
+static void test_migration_blocked(const void *data)
+{
+    Test *t = test_start(data, 1);
+    const char *msg = "passthrough NVMe 'nvme0' on port 'rp1' prevents "
+                      "migration and snapshots: remove it first";
+    g_autoptr(QDict) err = NULL;
+    g_autoptr(QDict) resp = NULL;
+    g_autofree char *out = NULL;
+
+    server_start(t, 0, SERVER_NVME);
+    hot_add(t, 1, 0, "nvme0");
+
+    err = qtest_qmp_assert_failure_ref(
+        t->qts, "{'execute': 'migrate', "
+        "'arguments': {'uri': 'exec:cat >/dev/null'}}");
+    assert_generic_error(err, msg);
+    out = qtest_hmp(t->qts, "savevm snap0");
+    g_assert_nonnull(strstr(out, msg));
+
+    port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
+    qtest_qmp_device_del_send(t->qts, "nvme0");
+    expect_surprise_removal(t, 1, "nvme0", "qmp",
+                            "device_del on a port with removal=surprise");
+    resp = qtest_qmp(t->qts, "{'execute': 'query-migrate'}");
+    g_assert_false(qdict_haskey(resp, "error"));
+    g_free(out);
+    out = qtest_hmp(t->qts, "savevm snap0");
+    g_assert_null(strstr(out, "prevents migration"));
+    test_end(t);
+}
+
+/*
+ * A VM holds at most 32 passthrough NVMe devices: with 32 ports full, a
+ * 33rd device_add is refused, whatever port it names.
+ */
+static void test_33rd_device(const void *data)
+{
+    Test *t = g_new0(Test, 1);
+    g_autoptr(GString) args = g_string_new(
+        "-machine q35,memory-backend=m0 -nodefaults "
+        "-object memory-backend-memfd,id=m0,size=128M,share=on "
+        POLICY_ARGS);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(QDict) query_resp = NULL;
+    const QListEntry *e;
+    int i, present = 0;
+
+    t->mode = data;
+    g_queue_init(&t->events);
+    t->dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
+    g_assert_no_error(err);
+
+    for (i = 0; i < MAX_SERVERS; i++) {
+        server_start(t, i, SERVER_NVME);
+    }
+    for (i = 0; i < 32; i++) {
+        g_string_append_printf(args,
+            " -device pcie-hotplug-passthru,id=p%d,bus=pcie.0,chassis=%d,"
+            "addr=%d.%d,multifunction=on"
+            " -device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n%d\","
+            "\"bus\":\"p%d\",\"socket\":{\"type\":\"unix\","
+            "\"path\":\"%s\"}}'",
+            i, i + 1, 8 + i / 8, i % 8, i, i, t->srv[i].sock);
+    }
+    t->qts = qtest_init(args->str);
+    qtest_qmp_set_event_callback(t->qts, event_cb, t);
+    t->pcibus = qpci_new_pc(t->qts, NULL);
+
+    query_resp = query(t);
+    for (e = qlist_first(qdict_get_qlist(qdict_get_qdict(query_resp,
+                                                         "return"),
+                                         "ports"));
+         e; e = qlist_next(e)) {
+        QDict *port = qobject_to(QDict, qlist_entry_obj(e));
+
+        present += !strcmp(qdict_get_str(port, "state"), "present");
+    }
+    g_assert_cmpint(present, ==, 32);
+
+    device_add_refused(t, nvme_args(t, "p0", 32, "n32"),
+                       "passthrough hotplug allows at most 32 passthrough "
+                       "NVMe devices, and the VM has them");
     test_end(t);
 }
 
@@ -1135,6 +1230,8 @@ int main(int argc, char **argv)
                  test_busy_adding);
         add_test(m, "busy/adding/surprise-removal-cuts-add-short",
                  test_busy_adding_cut_short);
+        add_test(m, "policy/migration-and-snapshots-blocked-while-attached",
+                 test_migration_blocked);
         add_test(m, "busy/removing/refuses-other-operations",
                  test_busy_removing);
         add_test(m, "refuse/non-nvme-frontend", test_refuse_other_device);
@@ -1150,6 +1247,7 @@ int main(int argc, char **argv)
         add_test(m, "vfio-nvme/missing-sysfsdev-fails-cleanly",
                  test_vfio_nvme_missing_sysfsdev);
     }
+    add_test(&modes[0], "policy/at-most-32-devices", test_33rd_device);
     add_test(&modes[0], "surprise/slot-waits-for-guest-ack",
              test_acpi_surprise_ack);
 

@@ -61,4 +61,10 @@ void passthru_port_device_config_written(PCIDevice *dev);
  */
 void passthru_port_host_gone(PCIDevice *dev, const char *reason);
 
+/* How many pcie-hotplug-passthru ports the VM has */
+unsigned passthru_port_count(void);
+
+/* Enforce the VM-wide rules (passthru-policy.c); once is enough */
+void passthru_policy_enable(void);
+
 #endif
