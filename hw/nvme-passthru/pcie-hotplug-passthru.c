@@ -274,6 +274,26 @@ static bool acpi_eject_pending(PCIEHotplugPassthru *p)
     return lpc->pm.acpi_pci_hotplug.acpi_pcihp_pci_status[bsel].down & 1;
 }
 
+/*
+ * Has the guest not yet finished with the slot's previous device?  With
+ * ACPI, until it ejects the slot it was asked to eject; natively, until
+ * it turns the empty slot's power and power indicator off, as Linux's
+ * pciehp does a second or so after a surprise removal.  A device plugged
+ * before then would be taken for the old one and ejected.
+ */
+static bool guest_ack_pending(PCIEHotplugPassthru *p)
+{
+    PCIDevice *pdev = PCI_DEVICE(p);
+    uint16_t ctl;
+
+    if (p->acpi_hp) {
+        return acpi_eject_pending(p);
+    }
+    ctl = pci_get_word(pdev->config + pdev->exp.exp_cap + PCI_EXP_SLTCTL);
+    return (ctl & PCI_EXP_SLTCTL_PCC) != PCI_EXP_SLTCTL_PWR_OFF ||
+           (ctl & PCI_EXP_SLTCTL_PIC) != PCI_EXP_SLTCTL_PWR_IND_OFF;
+}
+
 /* Signalling: hand each hotplug step to ICH9-LPC or to the slot */
 
 static void signal_pre_plug(PCIEHotplugPassthru *p, DeviceState *dev,
@@ -424,7 +444,7 @@ static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
         if (!check_no_pending(errp)) {
             return;
         }
-        if (p->acpi_hp && acpi_eject_pending(p)) {
+        if (guest_ack_pending(p)) {
             error_setg(errp, "port '%s': the guest has not yet acknowledged "
                        "the removal of the previous device", port_id(p));
             return;
