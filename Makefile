@@ -35,6 +35,12 @@ build: upstream
 check: build
 	@scripts/run-tests.sh
 
+# hot-add, orderly and surprise removal of an NVMe in a real UEFI guest
+.PHONY: demo
+demo: build
+	@scripts/guest/build-guest.sh
+	@python3 scripts/guest/demo.py $(DEMO_ARGS)
+
 clean:
 	rm -rf $(BUILD_DIR)/qemu-build
 

@@ -23,9 +23,9 @@ build_pkgs="build-essential ccache pkg-config ninja-build flex bison
     dpkg-dev xz-utils rsync patch ca-certificates"
 # Backported on bookworm.
 new_pkgs="meson python3-pycotap"
-# Runtime firmware and the test guest.
-run_pkgs="ovmf qemu-system-data seabios busybox-static linux-image-amd64
-    cpio pciutils"
+# Runtime firmware (OVMF; option ROMs, linuxboot_dma.bin for -kernel), and
+# the tools that pack the test guest (its packages are only downloaded).
+run_pkgs="ovmf qemu-system-data seabios cpio kmod binutils"
 
 . /etc/os-release
 codename="${VERSION_CODENAME:-}"

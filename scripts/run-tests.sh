@@ -3,7 +3,8 @@
 #
 # Run every test of the fork and print one summary line at the end:
 # "N passed, N failed".  Tests speak TAP: the build tests under
-# tests/build/ and the qtests under tests/qtest/ (run with --tap).  Each
+# tests/build/, the qtests under tests/qtest/ (run with --tap) and the
+# real-guest tests under tests/guest/.  Each
 # test's full output goes to BUILD_DIR/test-logs/NAME.log.
 #
 # Usage: scripts/run-tests.sh [NAME-FILTER]
@@ -61,6 +62,11 @@ for t in "$top"/tests/qtest/*-test.c; do
     run "qtest/$name" 10m env -C "$obj" \
         QTEST_QEMU_BINARY=./qemu-system-x86_64 \
         "tests/qtest/$name" --tap -k
+done
+
+# Real Linux guest tests: UEFI guests under TCG (a few minutes)
+for t in "$top"/tests/guest/*-test.py; do
+    [ -f "$t" ] && run "guest/$(basename "$t" .py)" 20m python3 "$t"
 done
 
 echo
