@@ -5,6 +5,8 @@
 #   make check   install what is missing, fetch and verify upstream QEMU,
 #                apply the patch queue, build, and run every test
 #   make build   the same, without the tests
+#   make demo    hotplug of an NVMe in a real UEFI guest, step by step
+#   make bench   hotplug latencies and memory against upstream (build/bench/)
 #
 # Options (./configure writes them to config.mak; make VAR=... and the
 # environment work too): DEB_CACHE=DIR for an offline package cache,
@@ -21,7 +23,7 @@ export BUILD_DIR DEB_CACHE
 all: build
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/install-deps.sh
@@ -40,6 +42,13 @@ check: build
 demo: build
 	@scripts/guest/build-guest.sh
 	@python3 scripts/guest/demo.py $(DEMO_ARGS)
+
+# hotplug latencies and memory: this project vs upstream vfio-user-pci vs
+# an emulated nvme, ACPI and native (BENCH_ARGS="--quick", "--runs 7", ...)
+.PHONY: bench
+bench: build
+	@scripts/guest/build-guest.sh
+	@python3 scripts/guest/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR)/qemu-build

@@ -57,6 +57,41 @@ def wait_for(pred, timeout, what, step=0.02):
         time.sleep(step)
 
 
+_accel = None
+
+
+def _guest_accel():
+    global _accel
+    if _accel is None:
+        _accel = guest_accel()
+    return _accel
+
+
+def guest_accel():
+    """TCG, unless GUEST_ACCEL says otherwise.  GUEST_ACCEL=auto uses KVM
+    only where a probe shows that it can run OVMF: on some machines
+    /dev/kvm exists but OVMF stops with "KVM internal error"."""
+    want = os.environ.get("GUEST_ACCEL", "tcg")
+    if want != "auto":
+        return want
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    probe = subprocess.Popen(
+        [qemu_binary(), "-accel", "kvm", "-machine", "q35", "-m", "256M",
+         "-nodefaults", "-display", "none", "-monitor", "none",
+         "-serial", "none",
+         "-drive", "if=pflash,format=raw,readonly=on,file=" + OVMF_CODE],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Still running after 5 s without an error: OVMF runs under KVM
+        probe.wait(timeout=5)
+        return "tcg"
+    except subprocess.TimeoutExpired:
+        probe.kill()
+        err = probe.communicate()[1].decode(errors="replace")
+        return "tcg" if "error" in err.lower() else "kvm"
+
+
 def qemu_binary():
     """The QEMU binary; it may be relinked under us: retry once."""
     for _ in range(2):
@@ -133,6 +168,11 @@ class Server:
         self.proc = None
 
     def start(self, timeout=30):
+        return self.launch().wait_ready(timeout)
+
+    def launch(self):
+        """Start the process without waiting for its socket (wait_ready):
+        many servers start in parallel."""
         if os.path.exists(self.sock):
             os.unlink(self.sock)
         obj = {"qom-type": "x-vfio-user-server", "id": "vfu0",
@@ -148,6 +188,9 @@ class Server:
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout=30):
         wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None,
                  timeout, "vfio-user server socket %s" % self.sock)
         if self.proc.poll() is not None:
@@ -464,9 +507,20 @@ class VM:
     """A UEFI q35 guest with passthrough hotplug ports rp1..rpN."""
 
     def __init__(self, run_dir, ports=1, mode="acpi", mem_mib=512, smp=2,
-                 name="vm"):
+                 name="vm", port_driver="pcie-hotplug-passthru", port_props="",
+                 multifunction=False, extra_args=()):
+        """PORTS ports rp1..rpN of PORT_DRIVER (pcie-hotplug-passthru, or
+        e.g. pcie-root-port for a VM without passthrough hotplug) with
+        PORT_PROPS (",prop=value..." appended to each).  MULTIFUNCTION puts
+        eight ports per slot (addr=8+i/8.i%8, multifunction=on), for more
+        ports than q35 has free slots.  EXTRA_ARGS go at the end of the
+        command line (e.g. -blockdev)."""
         self.run_dir = run_dir
         self.ports = ["rp%d" % (i + 1) for i in range(ports)]
+        self.port_driver = port_driver
+        self.port_props = port_props
+        self.multifunction = multifunction
+        self.extra_args = list(extra_args)
         self.mode = mode
         self.mem = mem_mib
         self.smp = smp
@@ -489,7 +543,7 @@ class VM:
         append = ("console=ttyS0 panic=-1 loglevel=8 "
                   'dyndbg="module pciehp +p; module acpiphp +p"')
         cmd = [qemu_binary(), "-name", self.name,
-               "-machine", "q35,memory-backend=m0", "-accel", "tcg",
+               "-machine", "q35,memory-backend=m0", "-accel", _guest_accel(),
                "-smp", str(self.smp), "-m", "%dM" % self.mem,
                "-object", "memory-backend-memfd,id=m0,size=%dM,share=on" % self.mem,
                "-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMF_CODE,
@@ -507,9 +561,11 @@ class VM:
         if self.mode == "native":
             cmd += ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
         for i, port in enumerate(self.ports):
-            cmd += ["-device", "pcie-hotplug-passthru,id=%s,bus=pcie.0,chassis=%d"
-                    % (port, i + 1)]
-        return cmd
+            dev = "%s,id=%s,bus=pcie.0,chassis=%d" % (self.port_driver, port, i + 1)
+            if self.multifunction:
+                dev += ",addr=%d.%d,multifunction=on" % (8 + i // 8, i % 8)
+            cmd += ["-device", dev + self.port_props]
+        return cmd + self.extra_args
 
     def start(self, boot_timeout=120):
         for f in ("agent.sock", "qmp.sock"):
@@ -577,6 +633,19 @@ class VM:
             if p["id"] == port:
                 return p
         raise HarnessError("no port %s" % port)
+
+    def rss_kib(self):
+        """VmRSS of the VM's QEMU process, in KiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise HarnessError("no VmRSS for pid %d" % self.proc.pid)
+
+    def resync_clock(self):
+        """Measure the guest clock offset again (TCG guests drift)."""
+        self.clock_offset = self.agent.clock()
+        return self.clock_offset
 
     def shutdown(self, timeout=20):
         if self.alive():
@@ -734,3 +803,56 @@ def wait_port_empty(vm, port, timeout=30):
     """The port takes a new device (ACPI: once the guest ran _EJ0)."""
     return wait_for(lambda: vm.port_state(port)["state"] == "empty", timeout,
                     "port %s empty" % port, step=0.2)
+
+
+# --------------------------------------------------------------------------
+# any hot-pluggable PCI NVMe (no passthrough port needed): for comparisons
+# with upstream's vfio-user-pci or an emulated nvme on a pcie-root-port
+
+
+def hot_add_device(vm, dev_id, driver, timeout=90, **props):
+    """device_add DRIVER with PROPS (bus=..., socket=..., drive=...); wait
+    for the guest to show the PCI device, controller and disk.  No
+    PASSTHRU_HOTPLUG event is waited for (there is none off a passthrough
+    port).  Latencies from the moment the command was sent."""
+    qm, am = vm.qmp.mark(), vm.agent.mark()
+    vm.step("device_add %s %s on %s" % (driver, dev_id, props.get("bus")))
+    t0 = now()
+    reply, qmp_s = vm.qmp.send("device_add", driver=driver, id=dev_id, **props)
+    if "error" in reply:
+        raise HarnessError("device_add failed: %s" % reply["error"]["desc"])
+    pci = vm.agent.wait_event("pci-add", None, timeout, since=am)
+    nvme = vm.agent.wait_event("nvme-add", "nvme*", timeout, since=am)
+    blk = vm.agent.wait_event("blk-add", "nvme*", timeout, since=am)
+    return {
+        "bdf": pci[3], "ids": pci[4], "ctrl": nvme[3], "disk": blk[3],
+        "qmp_reply_ms": round(qmp_s * 1000),
+        "guest_pci_s": _guest_lat(vm, t0, pci),
+        "guest_nvme_s": _guest_lat(vm, t0, nvme),
+        "guest_disk_s": _guest_lat(vm, t0, blk),
+        "host_disk_s": blk[0] - t0,
+        "qmp_mark": qm,
+    }
+
+
+def remove_device(vm, dev_id, bdf=None, disk=None, timeout=60):
+    """device_del; wait for DEVICE_DELETED and for the guest to drop the
+    disk and the PCI device."""
+    qm, am = vm.qmp.mark(), vm.agent.mark()
+    vm.step("device_del %s" % dev_id)
+    t0 = now()
+    reply, qmp_s = vm.qmp.send("device_del", id=dev_id)
+    if "error" in reply:
+        raise HarnessError("device_del failed: %s" % reply["error"]["desc"])
+    td, _, _ = vm.qmp.wait_event(
+        lambda e: e["event"] == "DEVICE_DELETED"
+        and e.get("data", {}).get("device") == dev_id, timeout, qm,
+        "DEVICE_DELETED %s" % dev_id)
+    gblk = vm.agent.wait_event("blk-del", disk, timeout, since=am) if disk else None
+    gpci = vm.agent.wait_event("pci-del", bdf, timeout, since=am) if bdf else None
+    return {
+        "qmp_reply_ms": round(qmp_s * 1000),
+        "deleted_ms": round((td - t0) * 1000),
+        "guest_disk_gone_s": _guest_lat(vm, t0, gblk),
+        "guest_pci_gone_s": _guest_lat(vm, t0, gpci),
+    }
