@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -856,3 +857,33 @@ def remove_device(vm, dev_id, bdf=None, disk=None, timeout=60):
         "guest_disk_gone_s": _guest_lat(vm, t0, gblk),
         "guest_pci_gone_s": _guest_lat(vm, t0, gpci),
     }
+
+
+# TAP output for the guest tests
+
+_tap_count = 0
+
+
+def tap(ok, desc, diag=()):
+    """Print TAP result line N (counted here) and its diagnostics."""
+    global _tap_count
+    _tap_count += 1
+    print("%s %d - %s" % ("ok" if ok else "not ok", _tap_count, desc))
+    for line in diag:
+        for text in str(line).splitlines():
+            print("# " + text)
+    sys.stdout.flush()
+
+
+def note(text):
+    print("# " + text)
+    sys.stdout.flush()
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise Fail(what)

@@ -47,31 +47,9 @@ TESTS = [
     "33rd-server-unused",
 ]
 
-n = 0
+tap, note, Fail = h.tap, h.note, h.Fail
 
-
-def tap(ok, desc, diag=()):
-    global n
-    n += 1
-    print("%s %d - %s" % ("ok" if ok else "not ok", n, desc))
-    for line in diag:
-        for l in str(line).splitlines():
-            print("# " + l)
-    sys.stdout.flush()
-
-
-def note(text):
-    print("# " + text)
-    sys.stdout.flush()
-
-
-class Fail(Exception):
-    pass
-
-
-def check(cond, what):
-    if not cond:
-        raise Fail(what)
+check = h.check
 
 
 def guest_view(vm):
