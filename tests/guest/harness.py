@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(TOP, os.environ.get("BUILD_DIR") or "build")  # abs wins
@@ -887,3 +888,28 @@ class Fail(Exception):
 def check(cond, what):
     if not cond:
         raise Fail(what)
+
+
+def run_tap_tests(run, prefix, tests, evidence):
+    """Run run.t_<test>() for each of TESTS in order, as TAP points named
+    PREFIX/test.  Each returns (description, diagnostics).  After a
+    failure (with EVIDENCE(run) as diagnostics) the rest are reported as
+    not run: they build on each other."""
+    broken = None
+    for t in tests:
+        name = "%s/%s" % (prefix, t)
+        if broken:
+            tap(False, "%s: not run, %s failed" % (name, broken))
+            continue
+        t0 = time.monotonic()
+        try:
+            desc, ev = getattr(run, "t_" + t.replace("-", "_"))()
+            tap(True, "%s: %s" % (name, desc),
+                ev + ["took %.1f s" % (time.monotonic() - t0)])
+        except (Fail, HarnessError, OSError, KeyError, ValueError,
+                IndexError, TypeError) as e:
+            tap(False, "%s: %s" % (name, e),
+                evidence(run) +
+                ([traceback.format_exc()] if not isinstance(
+                    e, (Fail, HarnessError)) else []))
+            broken = name

@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -260,25 +259,8 @@ def main():
 def run_mode(mode):
     m = Run(mode)
     note("logs in %s" % m.run)
-    broken = None
     try:
-        for t in TESTS:
-            name = "%s/%s" % (mode, t)
-            if broken:
-                tap(False, "%s: not run, %s failed" % (name, broken))
-                continue
-            t0 = time.monotonic()
-            try:
-                desc, ev = getattr(m, "t_" + t.replace("-", "_"))()
-                tap(True, "%s: %s" % (name, desc),
-                    ev + ["took %.1f s" % (time.monotonic() - t0)])
-            except (Fail, h.HarnessError, OSError, KeyError, ValueError,
-                    IndexError, TypeError) as e:
-                tap(False, "%s: %s" % (name, e),
-                    evidence_on_failure(m) +
-                    ([traceback.format_exc()] if not isinstance(
-                        e, (Fail, h.HarnessError)) else []))
-                broken = name
+        h.run_tap_tests(m, mode, TESTS, evidence_on_failure)
     finally:
         m.cleanup()
 
