@@ -19,7 +19,8 @@
  *
  *   EMPTY    --device_add-->            ADDING    [add started]
  *   ADDING   --guest enables device-->  PRESENT   [add completed]
- *   ADDING   --device_del, removal=surprise--> surprise removal [add failed]
+ *   ADDING   --device_del (removal=surprise), host device gone-->
+ *                                       surprise removal [add failed]
  *   PRESENT  --device_del (orderly)-->  REMOVING  [remove started]
  *   REMOVING --guest ejects-->          EMPTY     [remove completed]
  *   REMOVING --unplug-timeout-ms, or removal=surprise set-->
@@ -371,13 +372,14 @@ static void surprise_remove(PCIEHotplugPassthru *p, PassthruHotplugCause cause,
     Error *err = NULL;
 
     timer_del(p->unplug_timer);
-    if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
-        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
-        PassthruHotplugCause orderly_cause = p->cause;
+    if (port_busy(p)) {
+        /* The add or orderly removal in progress fails */
+        g_autofree char *why = p->op == PASSTHRU_HOTPLUG_OPERATION_ADD ?
+            g_strdup_printf("surprise removal before the guest enabled the "
+                            "device: %s", reason) : g_strdup(reason);
 
         p->cause = cause;
-        emit(p, PASSTHRU_HOTPLUG_PHASE_FAILED, reason);
-        p->cause = orderly_cause;
+        emit(p, PASSTHRU_HOTPLUG_PHASE_FAILED, why);
     }
     op_start(p, PASSTHRU_HOTPLUG_OPERATION_SURPRISE_REMOVE, cause,
              PASSTHRU_PORT_STATE_REMOVING, reason);
@@ -490,11 +492,6 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
                           "by setting the port's removal property to "
                           "surprise.\n");
         return;
-    }
-    if (p->state == PASSTHRU_PORT_STATE_ADDING) {
-        /* The device goes before the guest took it: the add failed */
-        emit(p, PASSTHRU_HOTPLUG_PHASE_FAILED,
-             "device_del before the guest enabled the device");
     }
     if (p->removal == PASSTHRU_REMOVAL_SURPRISE) {
         surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_QMP,

@@ -889,6 +889,22 @@ static void test_33rd_device(const void *data)
     test_end(t);
 }
 
+/* The host device vanishes before the guest enabled it: the add fails */
+static void test_host_gone_while_adding(const void *data)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    add_start(t, 1, 0, "nvme0");
+    server_kill(&t->srv[0]);
+    expect_hotplug_event(t, PORT(1), "nvme0", "add", "failed", "host-gone",
+                         "surprise removal before the guest enabled the "
+                         "device: vfio-user server closed the connection");
+    expect_surprise_removal(t, 1, "nvme0", "host-gone",
+                            "vfio-user server closed the connection");
+    test_end(t);
+}
+
 /*
  * An add the guest never completes (no driver, say) blocks every other
  * operation; device_del cuts it short as a surprise removal once the
@@ -905,7 +921,8 @@ static void test_busy_adding_cut_short(const void *data)
     port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
     qtest_qmp_device_del_send(t->qts, "nvme0");
     expect_hotplug_event(t, PORT(1), "nvme0", "add", "failed", "qmp",
-                         "device_del before the guest enabled the device");
+                         "surprise removal before the guest enabled the "
+                         "device: device_del on a port with removal=surprise");
     expect_surprise_removal(t, 1, "nvme0", "qmp",
                             "device_del on a port with removal=surprise");
     expect_guest_told_gone(t, 1);
@@ -1243,6 +1260,8 @@ int main(int argc, char **argv)
         add_test(m, "remove/qom-set-surprise/escalates-pending-removal",
                  test_remove_escalate);
         add_test(m, "surprise/host-gone/removes-device", test_host_gone);
+        add_test(m, "surprise/host-gone/while-adding-fails-the-add",
+                 test_host_gone_while_adding);
         add_test(m, "surprise/slot-waits-for-guest-ack", test_surprise_ack);
         add_test(m, "busy/adding/refuses-other-operations",
                  test_busy_adding);
