@@ -24,8 +24,9 @@ build_pkgs="build-essential ccache pkg-config ninja-build flex bison
 # Backported on bookworm.
 new_pkgs="meson python3-pycotap"
 # Runtime firmware (OVMF; option ROMs, linuxboot_dma.bin for -kernel), and
-# the tools that pack the test guest (its packages are only downloaded).
-run_pkgs="ovmf qemu-system-data seabios cpio kmod binutils"
+# the tools that pack the test guest (its packages are only downloaded),
+# and matplotlib for the chart of make bench.
+run_pkgs="ovmf qemu-system-data seabios cpio kmod binutils python3-matplotlib"
 
 . /etc/os-release
 codename="${VERSION_CODENAME:-}"
