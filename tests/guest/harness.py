@@ -38,6 +38,15 @@ OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 MiB = 1 << 20
 
 
+
+def try_connect(sock, path):
+    """Connect SOCK to the unix socket PATH; False while it is not there."""
+    try:
+        sock.connect(path)
+        return True
+    except OSError:
+        return False
+
 class HarnessError(Exception):
     pass
 
@@ -232,7 +241,7 @@ class Server:
 class Qmp:
     def __init__(self, path, timeout=30, log=None):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        wait_for(lambda: self._try_connect(path), timeout, "QMP socket")
+        wait_for(lambda: try_connect(self.sock, path), timeout, "QMP socket")
         self.file = self.sock.makefile("rb")
         self.log = log
         self.events = []           # (host time, event dict)
@@ -246,13 +255,6 @@ class Qmp:
         self.thread = threading.Thread(target=self._reader, daemon=True)
         self.thread.start()
         self.cmd("qmp_capabilities")
-
-    def _try_connect(self, path):
-        try:
-            self.sock.connect(path)
-            return True
-        except OSError:
-            return False
 
     def _reader(self):
         try:
@@ -354,7 +356,7 @@ class Agent:
 
     def __init__(self, path, timeout=30, log=None):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        wait_for(lambda: self._try_connect(path), timeout, "agent socket")
+        wait_for(lambda: try_connect(self.sock, path), timeout, "agent socket")
         self.log = log
         self.cond = threading.Condition()
         self.events = []        # (host time, guest uptime, kind, name, rest)
@@ -367,13 +369,6 @@ class Agent:
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._reader, daemon=True)
         self.thread.start()
-
-    def _try_connect(self, path):
-        try:
-            self.sock.connect(path)
-            return True
-        except OSError:
-            return False
 
     def _reader(self):
         buf = b""
@@ -913,3 +908,27 @@ def run_tap_tests(run, prefix, tests, evidence):
                 ([traceback.format_exc()] if not isinstance(
                     e, (Fail, HarnessError)) else []))
             broken = name
+
+
+def tap_main(tests, run_mode, modes=("acpi", "native")):
+    """The main of a guest test: the plan, the guest (cached build), then
+    RUN_MODE(mode) for each mode given on the command line (default all)."""
+    modes = sys.argv[1:] or list(modes)
+    for mode in modes:
+        if mode not in ("acpi", "native"):
+            sys.exit("unknown mode %s" % mode)
+    print("1..%d" % (len(tests) * len(modes)))
+    t_all = time.monotonic()
+    build = os.path.join(TOP, "scripts", "guest", "build-guest.sh")
+    p = subprocess.run([build], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    for line in p.stdout.splitlines():
+        note(line)
+    if p.returncode != 0:
+        for mode in modes:
+            for t in tests:
+                tap(False, "%s/%s: not run, build-guest.sh failed" % (mode, t))
+        return
+    for mode in modes:
+        run_mode(mode)
+    note("total %.1f s" % (time.monotonic() - t_all))

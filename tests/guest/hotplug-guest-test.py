@@ -16,7 +16,6 @@ Usage: tests/guest/hotplug-guest-test.py [acpi|native ...]
 
 import hashlib
 import os
-import subprocess
 import sys
 import time
 
@@ -289,26 +288,5 @@ def run_mode(mode):
         m.cleanup()
 
 
-def main():
-    modes = sys.argv[1:] or ["acpi", "native"]
-    for mo in modes:
-        if mo not in ("acpi", "native"):
-            sys.exit("unknown mode %s" % mo)
-    print("1..%d" % (len(TESTS) * len(modes)))
-    # the guest kernel and initramfs (cached: quick when up to date)
-    build = os.path.join(h.TOP, "scripts", "guest", "build-guest.sh")
-    p = subprocess.run([build], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True)
-    for line in p.stdout.splitlines():
-        note(line)
-    if p.returncode != 0:
-        for mo in modes:
-            for t in TESTS:
-                tap(False, "%s/%s: not run, build-guest.sh failed" % (mo, t))
-        return
-    for mo in modes:
-        run_mode(mo)
-
-
 if __name__ == "__main__":
-    main()
+    h.tap_main(TESTS, run_mode)

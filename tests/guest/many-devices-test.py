@@ -22,7 +22,6 @@ Usage: tests/guest/many-devices-test.py [acpi|native ...]
 
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -237,25 +236,6 @@ def evidence_on_failure(m):
     return out
 
 
-def main():
-    modes = sys.argv[1:] or ["acpi", "native"]
-    print("1..%d" % (len(TESTS) * len(modes)))
-    t_all = time.monotonic()
-    build = os.path.join(h.TOP, "scripts", "guest", "build-guest.sh")
-    p = subprocess.run([build], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True)
-    for line in p.stdout.splitlines():
-        note(line)
-    if p.returncode != 0:
-        for mode in modes:
-            for t in TESTS:
-                tap(False, "%s/%s: not run, build-guest.sh failed" % (mode, t))
-        return
-    for mode in modes:
-        run_mode(mode)
-    note("total %.1f s" % (time.monotonic() - t_all))
-
-
 def run_mode(mode):
     m = Run(mode)
     note("logs in %s" % m.run)
@@ -266,4 +246,4 @@ def run_mode(mode):
 
 
 if __name__ == "__main__":
-    main()
+    h.tap_main(TESTS, run_mode)
