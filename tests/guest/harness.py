@@ -717,19 +717,28 @@ def hot_add(vm, port, server, dev_id="nvme0", timeout=90):
                            "first (events: %s)" % (dev_id, "; ".join(seen)))
     if d["phase"] != "completed":
         raise HarnessError("add %s: %s" % (d["phase"], d))
+    r = _guest_device_added(vm, t0, am, timeout)
+    r.update({
+        "qmp_reply_ms": round(qmp_s * 1000),
+        "completed_ms": round((tc - t0) * 1000),
+        "duration_ms": ev["data"].get("duration-ms"),
+        "ack_wait_s": round(ack_wait_s - qmp_s, 3),
+    })
+    return r
+
+
+def _guest_device_added(vm, t0, am, timeout):
+    """Wait for the guest to show a new PCI device, NVMe controller and
+    disk (agent events since mark AM); latencies from host time T0."""
     pci = vm.agent.wait_event("pci-add", None, timeout, since=am)
     nvme = vm.agent.wait_event("nvme-add", "nvme*", timeout, since=am)
     blk = vm.agent.wait_event("blk-add", "nvme*", timeout, since=am)
     return {
         "bdf": pci[3], "ids": pci[4], "ctrl": nvme[3], "disk": blk[3],
-        "qmp_reply_ms": round(qmp_s * 1000),
-        "completed_ms": round((tc - t0) * 1000),
-        "duration_ms": ev["data"].get("duration-ms"),
         "guest_pci_s": _guest_lat(vm, t0, pci),
         "guest_nvme_s": _guest_lat(vm, t0, nvme),
         "guest_disk_s": _guest_lat(vm, t0, blk),
         "host_disk_s": blk[0] - t0,
-        "ack_wait_s": round(ack_wait_s - qmp_s, 3),
     }
 
 
@@ -818,18 +827,9 @@ def hot_add_device(vm, dev_id, driver, timeout=90, **props):
     reply, qmp_s = vm.qmp.send("device_add", driver=driver, id=dev_id, **props)
     if "error" in reply:
         raise HarnessError("device_add failed: %s" % reply["error"]["desc"])
-    pci = vm.agent.wait_event("pci-add", None, timeout, since=am)
-    nvme = vm.agent.wait_event("nvme-add", "nvme*", timeout, since=am)
-    blk = vm.agent.wait_event("blk-add", "nvme*", timeout, since=am)
-    return {
-        "bdf": pci[3], "ids": pci[4], "ctrl": nvme[3], "disk": blk[3],
-        "qmp_reply_ms": round(qmp_s * 1000),
-        "guest_pci_s": _guest_lat(vm, t0, pci),
-        "guest_nvme_s": _guest_lat(vm, t0, nvme),
-        "guest_disk_s": _guest_lat(vm, t0, blk),
-        "host_disk_s": blk[0] - t0,
-        "qmp_mark": qm,
-    }
+    r = _guest_device_added(vm, t0, am, timeout)
+    r.update({"qmp_reply_ms": round(qmp_s * 1000), "qmp_mark": qm})
+    return r
 
 
 def remove_device(vm, dev_id, bdf=None, disk=None, timeout=60):
