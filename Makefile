@@ -4,7 +4,7 @@
 #
 #   make check   install what is missing, fetch and verify upstream QEMU,
 #                apply the patch queue, build, and run every test
-#   make build   the same, without the tests
+#   make build   the same, without the tests (QEMU and virt-nvme-hotplug)
 #   make demo    hotplug of an NVMe in a real UEFI guest, step by step
 #   make bench   hotplug latencies and memory against upstream (build/bench/)
 #
@@ -33,6 +33,18 @@ upstream: deps
 
 build: upstream
 	@scripts/build-qemu.sh
+	@$(MAKE) --no-print-directory tools
+
+# virt-nvme-hotplug: passthrough hotplug of a libvirt domain
+TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
+TOOL_SRC = contrib/virt-nvme-hotplug/virt-nvme-hotplug.c
+TOOL_LIBS = libvirt libvirt-qemu json-c
+.PHONY: tools
+tools: $(TOOL)
+$(TOOL): $(TOOL_SRC)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
 
 check: build
 	@scripts/run-tests.sh

@@ -21,8 +21,11 @@ build_pkgs="build-essential ccache pkg-config ninja-build flex bison
     libglib2.0-dev libpixman-1-dev libslirp-dev libjson-c-dev libcmocka-dev
     zlib1g-dev libfdt-dev
     dpkg-dev xz-utils rsync patch ca-certificates"
-# Backported on bookworm.
+# Backported on bookworm: meson >= 1.5, pycotap, and libvirt 11.3 (the
+# libvirt tests and virt-nvme-hotplug; bookworm's own 9.0 works too).
 new_pkgs="meson python3-pycotap"
+libvirt_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+    libvirt-dev"
 # Runtime firmware (OVMF; option ROMs, linuxboot_dma.bin for -kernel), and
 # the tools that pack the test guest (its packages are only downloaded),
 # and matplotlib for the chart of make bench.
@@ -71,7 +74,7 @@ main_mirror() {
 
 all_missing=$(missing_pkgs $build_pkgs $run_pkgs)
 need_new=0
-if ! meson_ok || [ -n "$(missing_pkgs python3-pycotap)" ]; then
+if ! meson_ok || [ -n "$(missing_pkgs python3-pycotap $libvirt_pkgs)" ]; then
     need_new=1
 fi
 
@@ -81,7 +84,8 @@ if [ -z "$all_missing" ] && [ $need_new = 0 ]; then
 fi
 if [ $check_only = 1 ]; then
     echo "install-deps: missing:" $all_missing \
-        $([ $need_new = 1 ] && echo "meson>=1.5 python3-pycotap")
+        $([ $need_new = 1 ] && echo "meson>=1.5 python3-pycotap" \
+            $(missing_pkgs $libvirt_pkgs))
     exit 1
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -121,7 +125,7 @@ apt-get update -q
 apt-get install $apt_opts $all_missing
 if [ $need_new = 1 ]; then
     # shellcheck disable=SC2086
-    apt-get install $apt_opts $backports $new_pkgs
+    apt-get install $apt_opts $backports $new_pkgs $libvirt_pkgs
 fi
 meson_ok || { echo "install-deps: meson >= 1.5 not available" >&2; exit 1; }
 echo "install-deps: done"
