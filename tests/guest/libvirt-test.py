@@ -1,0 +1,583 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""NVMe passthrough hotplug under a real libvirtd (TAP).
+
+The example domain docs/config/nvme-passthru-hotplug.xml is defined and
+started with the fork as its emulator, by Debian's libvirtd (11.3 from
+bookworm-backports, or bookworm's 9.0), and driven with virsh and
+build/tools/virt-nvme-hotplug; the guest (tests/guest/init) reports what
+it sees.  For the test the example gets: type 'qemu' (TCG), the test
+kernel and initrd, the agent's serial port, no disk, and -overcommit
+mem-lock=on through <qemu:commandline> instead of <locked/>, because
+libvirt cannot raise RLIMIT_MEMLOCK on these machines (no
+CAP_SYS_RESOURCE) while QEMU, running as root, locks its memory itself.
+
+libvirtd and virtlogd run in a private mount namespace (unshare -m) with
+their own /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt
+and /var/cache/libvirt bound from the run folder: nothing of the host's
+libvirt is touched, and nothing is left running.
+
+Usage: tests/guest/libvirt-test.py (as root)
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as h  # noqa: E402
+
+TOOL = os.path.join(h.BUILD, "tools", "virt-nvme-hotplug")
+EXAMPLE = os.path.join(h.TOP, "docs", "config", "nvme-passthru-hotplug.xml")
+QNS = "http://libvirt.org/schemas/domain/qemu/1.0"
+DOMAIN = "nvme-passthru"
+URI = "qemu:///system"
+PRIVATE = {"etc": "/etc/libvirt", "run": "/run/libvirt",
+           "lib": "/var/lib/libvirt", "log": "/var/log/libvirt",
+           "cache": "/var/cache/libvirt"}
+BLOCKER = "prevents migration and snapshots"
+
+TESTS = [
+    "start",
+    "domxml-to-native",
+    "status",
+    "add",
+    "not-in-dumpxml",
+    "save-refused",
+    "migrate-refused",
+    "libvirt-placement",
+    "orderly",
+    "surprise-host-gone",
+    "surprise-tool",
+    "refusals",
+    "kernel-vfio",
+]
+
+tap, note, Fail, check = h.tap, h.note, h.Fail, h.check
+
+
+def domain_xml(run):
+    """The example domain, changed only where this machine needs it."""
+    ET.register_namespace("qemu", QNS)
+    tree = ET.parse(EXAMPLE)
+    d = tree.getroot()
+    d.set("type", "qemu")
+    d.find("memory").text = "512"
+    d.find("vcpu").text = "2"
+    mb = d.find("memoryBacking")
+    mb.remove(mb.find("locked"))
+    os_el = d.find("os")
+    os_el.remove(os_el.find("boot"))
+    for tag, text in (("kernel", os.path.join(h.GUEST, "vmlinuz")),
+                      ("initrd", os.path.join(h.GUEST, "initrd.img")),
+                      ("cmdline", "console=ttyS0 panic=-1 loglevel=8 "
+                       'dyndbg="module acpiphp +p"')):
+        ET.SubElement(os_el, tag).text = text
+    dev = d.find("devices")
+    dev.find("emulator").text = h.qemu_binary()
+    dev.remove(dev.find("disk"))
+    dev.remove(dev.find("console"))
+    for s in dev.findall("serial"):
+        dev.remove(s)
+    s = ET.SubElement(dev, "serial", type="file")
+    ET.SubElement(s, "source", path=os.path.join(run, "console.log"))
+    ET.SubElement(s, "target", port="0")
+    s = ET.SubElement(dev, "serial", type="unix")
+    ET.SubElement(s, "source", mode="bind", path=os.path.join(run, "agent.sock"))
+    ET.SubElement(s, "target", port="1")
+    cl = ET.SubElement(d, "{%s}commandline" % QNS)
+    for a in ("-overcommit", "mem-lock=on"):
+        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+    path = os.path.join(run, DOMAIN + ".xml")
+    tree.write(path)
+    return path
+
+
+def sh(cmd, check_rc=None, timeout=120, env=None):
+    """Run CMD: (rc, stdout, stderr)."""
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout, env=env)
+    if check_rc is not None and p.returncode != check_rc:
+        raise h.HarnessError("%s: exit %d, %s%s" % (" ".join(cmd), p.returncode,
+                                                    p.stdout, p.stderr))
+    return p.returncode, p.stdout, p.stderr
+
+
+def virsh(*args, **kw):
+    return sh(["virsh", "-c", URI] + list(args), **kw)
+
+
+def tool(*args, **kw):
+    return sh([TOOL, "-c", URI, "--json"] + list(args), **kw)
+
+
+def tool_json(*args, rc=0, **kw):
+    code, out, err = tool(*args, **kw)
+    if code != rc:
+        raise Fail("virt-nvme-hotplug %s: exit %d, not %d: %s%s"
+                   % (" ".join(args), code, rc, out, err))
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class Run:
+    def __init__(self):
+        self.run = h.new_run_dir("libvirt")
+        self.img = h.make_image(os.path.join(self.run, "nvme.img"), 128)
+        self.daemons = []
+        self.servers = []
+        self.agent = None
+        self.bdf = self.disk = None
+
+    # ---- libvirt in a private mount namespace --------------------------
+
+    def private_libvirt(self):
+        root = os.path.join(self.run, "libvirt")
+        for name, target in PRIVATE.items():
+            src = os.path.join(root, name)
+            if name == "etc":
+                shutil.copytree(target, src, symlinks=True)
+            else:
+                os.makedirs(src)
+            os.makedirs(target, exist_ok=True)
+            sh(["mount", "--bind", src, target], check_rc=0)
+        with open("/etc/libvirt/qemu.conf", "a") as f:
+            f.write('\n# libvirt-test.py\nuser = "root"\ngroup = "root"\n'
+                    'security_driver = "none"\nnamespaces = [ ]\n'
+                    'remember_owner = 0\n')
+        for d, args in (("virtlogd", []), ("libvirtd", [])):
+            pidfile = "/run/libvirt/%s.pid" % d
+            sh([d, "-d", "-p", pidfile] + args, check_rc=0)
+            self.daemons.append(pidfile)
+        h.wait_for(lambda: os.path.exists("/run/libvirt/libvirt-sock"), 30,
+                   "libvirtd socket")
+
+    def stop(self):
+        if self.agent:
+            self.agent.close()
+        virsh("destroy", DOMAIN, timeout=60)
+        virsh("undefine", DOMAIN, "--nvram", timeout=60)
+        for s in self.servers:
+            s.stop()
+        for pidfile in reversed(self.daemons):
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read())
+                os.kill(pid, signal.SIGTERM)
+                h.wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                           open("/proc/%d/stat" % pid).read().split()[2] == "Z",
+                           15, "%s to stop" % pidfile)
+            except (OSError, ValueError, h.HarnessError):
+                pass
+
+    def evidence(self):
+        out = []
+        for f in ("/var/log/libvirt/qemu/%s.log" % DOMAIN,
+                  os.path.join(self.run, "console.log")):
+            try:
+                with open(f) as fh:
+                    out.append("%s: ...%s" % (f, " | ".join(
+                        fh.read().splitlines()[-6:])))
+            except OSError:
+                pass
+        out.append("run folder: %s" % self.run)
+        return out
+
+    def server(self, name):
+        s = h.Server(self.run, self.img, name=name).start()
+        self.servers.append(s)
+        return s
+
+    def qemu_log(self):
+        with open("/var/log/libvirt/qemu/%s.log" % DOMAIN) as f:
+            return f.read()
+
+    def monitor_events(self, seconds):
+        """virsh qemu-monitor-event for SECONDS, in the background."""
+        return subprocess.Popen(
+            ["virsh", "-c", URI, "qemu-monitor-event", DOMAIN, "--loop",
+             "--timestamp", "--timeout", str(seconds)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def guest_sees(self, dev_id, am, port):
+        pci = self.agent.wait_event("pci-add", None, 60, since=am)
+        nvme = self.agent.wait_event("nvme-add", "nvme*", 60, since=am)
+        blk = self.agent.wait_event("blk-add", "nvme*", 60, since=am)
+        _, _, lines, _ = self.agent.call("lspci")
+        short = pci[3][5:]
+        check([l for l in lines if l.startswith(short) and "0108" in l],
+              "guest lspci has no NVMe at %s: %s" % (short, lines))
+        return pci[3], blk[3], nvme[3]
+
+    def guest_lost(self, am, timeout=30):
+        self.agent.wait_event("blk-del", self.disk, timeout, since=am)
+        self.agent.wait_event("pci-del", self.bdf, timeout, since=am)
+        _, _, lines, _ = self.agent.call("lspci")
+        check(not [l for l in lines if l.startswith(self.bdf[5:])],
+              "guest lspci still lists %s" % self.bdf)
+
+    def add(self, port, dev_id, server):
+        am = self.agent.mark()
+        r = tool_json(DOMAIN, "add", port, dev_id, "--socket", server.sock,
+                      timeout=120)
+        check(r["result"] == "completed" and r["port"] == port,
+              "add: %s" % r)
+        self.bdf, self.disk, ctrl = self.guest_sees(dev_id, am, port)
+        return r, ctrl
+
+    # ---- the tests ------------------------------------------------------
+
+    def t_start(self):
+        check(os.access(TOOL, os.X_OK), "no %s (make build)" % TOOL)
+        self.private_libvirt()
+        _, ver, _ = virsh("version", check_rc=0)
+        xml = domain_xml(self.run)
+        virsh("define", xml, check_rc=0)
+        virsh("start", DOMAIN, check_rc=0)
+        self.agent = h.Agent(os.path.join(self.run, "agent.sock"),
+                             log=open(os.path.join(self.run, "agent.log"), "w"))
+        t, up, kernel = self.agent.wait_ready(180)
+        log = self.qemu_log()
+        check("tainted: custom-device" in log,
+              "no custom-device taint in the domain log")
+        lib = re.search(r"Using library: libvirt (\S+)", ver)
+        return ("libvirt %s started the example domain with the fork; guest "
+                "up after %.1f s" % (lib.group(1) if lib else "?", up),
+                ["kernel %s" % kernel, "taints: " + ", ".join(
+                    sorted(set(re.findall(r"tainted: (\S+)", log))))])
+
+    def t_domxml_to_native(self):
+        _, argv, _ = virsh("domxml-to-native", "qemu-argv", "--domain", DOMAIN,
+                           check_rc=0)
+        devs = [json.loads(m) for m in
+                re.findall(r"-device '(\{[^']*\})'", argv)]
+        ports = {d["id"]: d for d in devs if d.get("bus") == "pcie.0"
+                 and "port" in d}
+        for pt in ("ua-pt1", "ua-pt2"):
+            check(ports.get(pt, {}).get("driver") == "pcie-hotplug-passthru",
+                  "%s is not pcie-hotplug-passthru: %s" % (pt, ports.get(pt)))
+            check(ports[pt].get("hotplug") is True,
+                  "%s: hotplug not turned back on: %s" % (pt, ports[pt]))
+        plain = [p for p in ports.values() if p["driver"] == "pcie-root-port"]
+        check(len(plain) == 2, "not two ordinary root ports: %s" % ports)
+        on_pt = [d for d in devs if d.get("bus") in ("ua-pt1", "ua-pt2")]
+        check(not on_pt, "libvirt placed devices on passthrough ports: %s"
+              % on_pt)
+        check("mem-lock=on" in argv, "no mem-lock=on in the command line")
+        return ("the override turns ua-pt1/ua-pt2 into pcie-hotplug-passthru "
+                "with hotplug on", [json.dumps(ports["ua-pt1"])])
+
+    def t_status(self):
+        r = tool_json(DOMAIN, "status")
+        check(r["enabled"] and r["hotplug-mode"] == "acpi", "status: %s" % r)
+        check([p["id"] for p in r["ports"]] == ["ua-pt1", "ua-pt2"] and
+              all(p["state"] == "empty" for p in r["ports"]),
+              "ports: %s" % r["ports"])
+        return "status: two empty passthrough ports, ACPI", [json.dumps(r)]
+
+    def t_add(self):
+        self.srv = self.server("nvme-a")
+        r, ctrl = self.add("ua-pt1", "nvme-a", self.srv)
+        check("tainted: custom-monitor" in self.qemu_log(),
+              "no custom-monitor taint")
+        st = tool_json(DOMAIN, "status")
+        p = st["ports"][0]
+        check(p["state"] == "present" and p["device"] == "nvme-a" and
+              p["transport"] == "vfio-user" and p["backend"] == self.srv.sock,
+              "status after add: %s" % p)
+        return ("hot-add through virt-nvme-hotplug: %s ms, guest has %s %s %s"
+                % (r["latency-ms"], self.bdf, ctrl, self.disk), [json.dumps(r)])
+
+    def t_not_in_dumpxml(self):
+        _, xml, _ = virsh("dumpxml", DOMAIN, check_rc=0)
+        check("nvme-a" not in xml, "dumpxml shows the monitor-added device")
+        return "dumpxml does not show the device (libvirt does not know it)", []
+
+    def t_save_refused(self):
+        rc, out, err = virsh("save", DOMAIN, os.path.join(self.run, "save.img"))
+        check(rc != 0 and BLOCKER in err and "nvme-a" in err,
+              "virsh save: rc %d: %s%s" % (rc, out, err))
+        _, state, _ = virsh("domstate", DOMAIN, check_rc=0)
+        check(state.strip() == "running", "domain %s after save" % state)
+        self.agent.call("ping")
+        return "virsh save refused: " + err.strip().splitlines()[-1], []
+
+    def t_migrate_refused(self):
+        rc, out, err = virsh("migrate", "--live", DOMAIN,
+                             "qemu+unix:///system?socket=/run/libvirt/libvirt-sock")
+        check(rc != 0 and BLOCKER in err,
+              "virsh migrate: rc %d: %s%s" % (rc, out, err))
+        _, state, _ = virsh("domstate", DOMAIN, check_rc=0)
+        check(state.strip() == "running", "domain %s after migrate" % state)
+        return "virsh migrate refused: " + err.strip().splitlines()[-1], []
+
+    def t_libvirt_placement(self):
+        """libvirt's own hotplug never lands on a passthrough port."""
+        disks = []
+        for n in ("b", "c"):
+            img = h.make_image(os.path.join(self.run, "vd%s.img" % n), 16)
+            rc, out, err = virsh("attach-disk", DOMAIN, img, "vd" + n,
+                                 "--targetbus", "virtio", "--live")
+            disks.append((n, rc, (out + err).strip()))
+        _, xml, _ = virsh("dumpxml", DOMAIN, check_rc=0)
+        root = ET.fromstring(xml)
+        buses = {}
+        for d in root.find("devices").findall("disk"):
+            addr = d.find("address")
+            buses[d.find("target").get("dev")] = int(addr.get("bus"), 16)
+        check(disks[0][1] == 0 and buses.get("vdb") in (1, 2),
+              "first disk: %s, buses %s" % (disks[0], buses))
+        check(disks[1][1] != 0 and "No more available PCI slots" in disks[1][2],
+              "second disk should find no slot: %s, buses %s"
+              % (disks[1], buses))
+        st = tool_json(DOMAIN, "status")
+        check(st["ports"][1]["state"] == "empty", "ua-pt2: %s" % st["ports"][1])
+        virsh("detach-disk", DOMAIN, "vdb", "--live", check_rc=0, timeout=60)
+        return ("attach-disk used ordinary port bus %d; the next one failed "
+                "with 'No more available PCI slots', not a passthrough port"
+                % buses["vdb"], [disks[1][2]])
+
+    def t_orderly(self):
+        ev = self.monitor_events(20)
+        time.sleep(0.5)
+        am = self.agent.mark()
+        r = tool_json(DOMAIN, "remove", "nvme-a")
+        check(r["result"] == "completed" and r["cause"] == "qmp" and
+              "deleted-ms" in r, "remove: %s" % r)
+        self.guest_lost(am)
+        ev.send_signal(signal.SIGINT)
+        out = ev.communicate(timeout=30)[0]
+        check(re.search(r'event PASSTHRU_HOTPLUG .*"device":"nvme-a".*'
+                        r'"phase":"completed"', out) and
+              re.search(r'"operation":"remove"', out) and
+              re.search(r'event DEVICE_DELETED .*"nvme-a"', out),
+              "virsh qemu-monitor-event showed: %s" % out)
+        _, out, _ = virsh("qemu-monitor-command", DOMAIN,
+                          '{"execute":"query-migrate"}', check_rc=0)
+        check("nvme-a" not in out, "migration still blocked after the "
+              "removal: %s" % out)
+        return ("orderly removal: %s ms, gone in the guest; virsh "
+                "qemu-monitor-event showed it" % r["latency-ms"],
+                [l for l in out.splitlines() if "nvme-a" in l])
+
+    def t_surprise_host_gone(self):
+        srv = self.server("nvme-b")
+        self.add("ua-pt2", "nvme-b", srv)
+        ev = subprocess.Popen(
+            ["virsh", "-c", URI, "qemu-monitor-event", DOMAIN, "--event",
+             "PASSTHRU_HOTPLUG", "--loop", "--timeout", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(0.5)
+        am = self.agent.mark()
+        srv.kill()
+        self.guest_lost(am)
+        h.wait_for(lambda: tool_json(DOMAIN, "status")["ports"][1]["state"]
+                   == "empty", 30, "ua-pt2 empty", step=0.5)
+        ev.send_signal(signal.SIGINT)
+        out = ev.communicate(timeout=30)[0]
+        check(re.search(r'"device":"nvme-b".*', out) and
+              re.search(r'"cause":"host-gone"', out) and
+              re.search(r'"phase":"completed"', out),
+              "no host-gone event in: %s" % out)
+        return ("kill -9 of the vfio-user server: cause host-gone in virsh "
+                "qemu-monitor-event; gone in the guest",
+                [l for l in out.splitlines() if "nvme-b" in l])
+
+    def t_surprise_tool(self):
+        srv = self.server("nvme-c")
+        self.add("ua-pt1", "nvme-c", srv)
+        am = self.agent.mark()
+        r = tool_json(DOMAIN, "surprise-remove", "nvme-c")
+        check(r["result"] == "completed" and r["operation"] ==
+              "surprise-remove" and r["cause"] == "qmp", "%s" % r)
+        self.guest_lost(am)
+        st = tool_json(DOMAIN, "status")
+        check(st["ports"][0]["state"] in ("empty", "removing"),
+              "ua-pt1 after surprise: %s" % st["ports"][0])
+        _, out, _ = virsh("qemu-monitor-command", DOMAIN,
+                          '{"execute":"qom-get","arguments":{"path":'
+                          '"/machine/peripheral/ua-pt1","property":"removal"}}',
+                          check_rc=0)
+        check('"return":"orderly"' in out,
+              "the port's removal was not set back to orderly: %s" % out)
+        return ("surprise-remove through the tool: %s ms, gone in the guest"
+                % r["latency-ms"], [json.dumps(r)])
+
+    def t_refusals(self):
+        out = []
+        for args, want in (
+                (("add", "ua-pt1", "hostdev0", "--socket", "/x"), "libvirt"),
+                (("add", "ua-pt1", "ua-mine", "--socket", "/x"), "libvirt"),
+                (("add", "pci.3", "nvme-x", "--socket", "/x"),
+                 "not a passthrough port"),
+                (("add", "ua-pt1", "nvme-x", "--socket",
+                  os.path.join(self.run, "none.sock")), "no vfio-user server"),
+                (("add", "ua-pt1", "nvme-x"), "exactly one of"),
+                (("remove", "nvme-nothere"), "no passthrough device")):
+            rc, o, e = tool(DOMAIN, *args)
+            r = json.loads(o) if o.strip() else {}
+            check(rc == 2 and r.get("result") == "refused" and
+                  want in r.get("reason", ""),
+                  "%s: rc %d %s%s" % (" ".join(args), rc, o, e))
+            out.append("%s -> %s" % (" ".join(args), r["reason"]))
+        rc, o, e = sh([TOOL, "-c", URI, "no-such-domain", "status"])
+        check(rc != 0 and "no-such-domain" in e, "unknown domain: %s" % e)
+        return "bad arguments are refused with exit 2 and a reason", out
+
+    def t_kernel_vfio(self):
+        """What the tool prepares for a kernel VFIO NVMe, on a fake sysfs
+        (no IOMMU here): refusals, then a prepared device whose add QEMU
+        itself fails (no /dev/vfio on this machine)."""
+        fake = os.path.join(self.run, "fakeroot")
+        bdf = "0000:3b:00.0"
+        dev = os.path.join(fake, "sys/bus/pci/devices", bdf)
+        os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n1/nvme0n1p1"))
+        os.makedirs(os.path.join(fake, "sys/bus/pci/drivers/nvme"))
+        os.makedirs(os.path.join(fake, "sys/bus/pci/drivers/vfio-pci"))
+        os.makedirs(os.path.join(fake, "sys/kernel/iommu_groups/17"))
+        os.makedirs(os.path.join(fake, "proc"))
+        os.makedirs(os.path.join(fake, "dev/vfio"))
+        with open(os.path.join(dev, "class"), "w") as f:
+            f.write("0x010601\n")
+        sleeper = subprocess.Popen(["sleep", "300"])
+        pid = sleeper.pid
+        os.makedirs(os.path.join(fake, "proc", str(pid)))
+        with open(os.path.join(fake, "proc", str(pid), "status"), "w") as f:
+            f.write("Name:\tqemu\nUid:\t64055\t64055\t64055\t64055\n"
+                    "Gid:\t64055\t64055\t64055\t64055\n"
+                    "CapEff:\t0000000000000000\n")
+        limits = os.path.join(fake, "proc", str(pid), "limits")
+        with open(limits, "w") as f:
+            f.write("Max locked memory         65536                65536"
+                    "                bytes\n")
+        env = dict(os.environ, VIRT_NVME_HOTPLUG_ROOT=fake)
+        # Can a limit be raised here?  Not without CAP_SYS_RESOURCE
+        probe = subprocess.Popen(["sleep", "30"])
+        try:
+            resource.prlimit(probe.pid, resource.RLIMIT_MEMLOCK,
+                             (2 << 30, 2 << 30))
+            can_raise = True
+        except OSError:
+            can_raise = False
+        probe.kill()
+        probe.wait()
+        memlock = ((1, "") if can_raise else
+                   (2, "add <locked/> to the domain's <memoryBacking>"))
+
+        def add(*extra):
+            rc, o, e = sh([TOOL, "-c", URI, "--json", "--qemu-pid", str(pid),
+                           DOMAIN, "add", "ua-pt1", "nvme-k"] + list(extra),
+                          env=env)
+            return rc, (json.loads(o) if o.strip() else {"reason": e})
+
+        def relink(name, target):
+            p = os.path.join(dev, name)
+            if os.path.lexists(p):
+                os.unlink(p)
+            if target:
+                os.symlink(target, p)
+
+        steps = []
+        try:
+            for setup, args, rc_want, want in (
+                    (None, ("--host", "0000:3c:00.0"), 2, "no PCI device"),
+                    (None, ("--host", "3b:00.0"), 2, "not an NVMe controller"),
+                    ("mounted", ("--host", bdf), 2, "mounted on /srv"),
+                    ("nvme", ("--sysfsdev", "/sys/bus/pci/devices/" + bdf), 2,
+                     "virsh nodedev-detach pci_0000_3b_00_0"),
+                    ("vfio", ("--host", bdf), 2, "no IOMMU group"),
+                    ("group", ("--host", bdf), 2, "/dev/vfio/17 does not"),
+                    ("node", ("--host", bdf)) + memlock,
+                    ("unlimited", ("--host", bdf), 1, "3b:00.0")):
+                if setup == "mounted":
+                    with open(os.path.join(dev, "class"), "w") as f:
+                        f.write("0x010802\n")
+                    relink("driver", "../../../bus/pci/drivers/nvme")
+                    os.makedirs(os.path.join(fake, "proc"), exist_ok=True)
+                    with open(os.path.join(fake, "proc/mounts"), "w") as f:
+                        f.write("/dev/nvme0n1p1 /srv ext4 rw 0 0\n")
+                elif setup == "nvme":
+                    with open(os.path.join(fake, "proc/mounts"), "w") as f:
+                        f.write("/dev/sda1 / ext4 rw 0 0\n")
+                elif setup == "vfio":
+                    relink("driver", "../../../bus/pci/drivers/vfio-pci")
+                elif setup == "group":
+                    relink("iommu_group", "../../../kernel/iommu_groups/17")
+                elif setup == "node":
+                    open(os.path.join(fake, "dev/vfio/17"), "w").close()
+                    open(os.path.join(fake, "dev/vfio/vfio"), "w").close()
+                elif setup == "unlimited":
+                    # What <locked/> makes libvirt set
+                    with open(limits, "w") as f:
+                        f.write("Max locked memory         unlimited    "
+                                "        unlimited            bytes\n")
+                rc, r = add(*args)
+                check(rc == rc_want and want in r.get("reason", ""),
+                      "%s: exit %d (want %d): %s" % (setup or args[1], rc,
+                                                     rc_want, r))
+                steps.append("%s: %s" % (setup or " ".join(args),
+                                         r.get("reason")))
+            # Prepared like libvirt would: the group node handed to QEMU's
+            # user (and QEMU's memory lock limit raised where allowed)
+            st = os.stat(os.path.join(fake, "dev/vfio/17"))
+            check(st.st_uid == 64055 and st.st_gid == 64055,
+                  "/dev/vfio/17 not handed over: uid %d" % st.st_uid)
+            if can_raise:
+                with open("/proc/%d/limits" % pid) as f:
+                    lim = [l for l in f if l.startswith("Max locked")][0]
+                check(int(lim.split()[3]) == (512 << 20) + (1 << 30),
+                      "memlock not raised: %s" % lim)
+                steps.append("memlock raised: %s" % " ".join(lim.split()))
+            check(r["result"] == "failed" and "3b:00.0" in r["reason"],
+                  "QEMU's own error not reported: %s" % r)
+            st = tool_json(DOMAIN, "status")
+            check(st["ports"][0]["state"] in ("empty", "removing"),
+                  "ua-pt1 after the failed add: %s" % st["ports"][0])
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        return ("kernel VFIO: refused until the device is an unused NVMe on "
+                "vfio-pci with an IOMMU group; then prepared (group node "
+                "owner; memlock raised, or refused with the fix) and QEMU's "
+                "own error reported", steps)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("1..%d" % len(TESTS))
+        for t in TESTS:
+            tap(False, "%s: not run, the libvirt test runs as root" % t)
+        return
+    if os.environ.get("LIBVIRT_TEST_NS") != "1":
+        # Again, inside a private mount namespace
+        env = dict(os.environ, LIBVIRT_TEST_NS="1")
+        try:
+            os.execvpe("unshare", ["unshare", "--mount", "--propagation",
+                                   "private", sys.executable,
+                                   os.path.abspath(__file__)] + sys.argv[1:],
+                       env)
+        except OSError as e:
+            print("1..%d" % len(TESTS))
+            for t in TESTS:
+                tap(False, "%s: not run, unshare: %s" % (t, e))
+            return
+
+    def run_mode(mode):
+        run = Run()
+        try:
+            h.run_tap_tests(run, "libvirt", TESTS, Run.evidence)
+        finally:
+            run.stop()
+
+    h.tap_main(TESTS, run_mode, modes=("acpi",))
+
+
+if __name__ == "__main__":
+    main()
