@@ -127,6 +127,7 @@ typedef struct Waiter {
     double t_deleted;
     json_object *hotplug;       /* data of the event that ended the step */
     bool timed_out;
+    const char *gone;           /* why nothing more can come */
 } Waiter;
 
 static bool str_eq(json_object *o, const char *key, const char *want)
@@ -193,8 +194,15 @@ static void on_event(virConnectPtr conn, virDomainPtr dom, const char *event,
         w->got_deleted = true;
         w->t_deleted = now_ms();
     }
-    if (hotplug && !w->got_hotplug && !str_eq(data, "phase", "started") &&
-        str_eq(data, "operation", "add") == w->is_add) {
+    /*
+     * The event that ends the step.  A removal that fails (guest timeout,
+     * host gone) continues as a surprise removal: its end replaces it.
+     */
+    if (hotplug && !str_eq(data, "phase", "started") &&
+        str_eq(data, "operation", "add") == w->is_add &&
+        (!w->got_hotplug ||
+         (!w->is_add && str_eq(w->hotplug, "phase", "failed")))) {
+        json_object_put(w->hotplug);
         w->got_hotplug = true;
         w->t_hotplug = now_ms();
         w->hotplug = json_object_get(data);
@@ -210,18 +218,36 @@ static void on_timeout(int timer, void *opaque)
     w->timed_out = true;
 }
 
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event,
+                        int detail, void *opaque)
+{
+    Waiter *w = opaque;
+
+    if (event == VIR_DOMAIN_EVENT_STOPPED) {
+        w->gone = "the domain stopped";
+    }
+    return 0;
+}
+
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+    Waiter *w = opaque;
+
+    w->gone = "the connection to libvirt closed";
+}
+
 static bool waiter_done(Waiter *w)
 {
     if (w->watch) {
         return false;
     }
     if (w->is_add) {
-        /* An add ends with its event, or the device goes away first */
-        return w->got_hotplug || w->got_deleted;
+        /* Completed, or gone (a failed add always ends with deletion) */
+        return (w->got_hotplug && str_eq(w->hotplug, "phase", "completed")) ||
+            w->got_deleted;
     }
-    /* A removal ends once QEMU deleted the device; a failed one earlier */
-    return w->got_hotplug &&
-        (w->got_deleted || !str_eq(w->hotplug, "phase", "completed"));
+    /* A removal ends once QEMU deleted the device */
+    return w->got_hotplug && w->got_deleted;
 }
 
 /* Run libvirt's event loop until W is done or the timeout */
@@ -230,7 +256,7 @@ static void wait_events(Waiter *w, int timeout_s)
     int timer = timeout_s > 0 ?
         virEventAddTimeout(timeout_s * 1000, on_timeout, w, NULL) : -1;
 
-    while (!waiter_done(w) && !w->timed_out) {
+    while (!waiter_done(w) && !w->timed_out && !w->gone) {
         if (virEventRunDefaultImpl() < 0) {
             break;
         }
@@ -314,8 +340,11 @@ static json_object *query(virDomainPtr dom)
     json_object *info = qmp(dom, "query-passthru-hotplug", NULL);
 
     if (!info && strstr(errbuf, "query-passthru-hotplug")) {
+        char qemu_err[sizeof(errbuf)];
+
+        snprintf(qemu_err, sizeof(qemu_err), "%s", errbuf);
         set_error("the domain's emulator is not the NVMe passthrough "
-                  "hotplug fork (%s)", errbuf);
+                  "hotplug fork (%s)", qemu_err);
     }
     return info;
 }
@@ -329,6 +358,10 @@ static void PRINTF_LIKE(3, 4) path_of(char *buf, size_t size,
     va_list ap;
     int n = snprintf(buf, size, "%s", opt.root ? opt.root : "");
 
+    if (n < 0 || (size_t)n >= size) {
+        buf[size - 1] = '\0';
+        return;
+    }
     va_start(ap, fmt);
     vsnprintf(buf + n, size - n, fmt, ap);
     va_end(ap);
@@ -515,7 +548,7 @@ static bool nvme_in_use(const char *dev, char *why, size_t size)
 static long find_qemu_pid(virConnectPtr conn, virDomainPtr dom)
 {
     char *uri = virConnectGetURI(conn);
-    const char *name = virDomainGetName(dom);
+    const char *name;
     char path[PATH_MAX], line[64];
     const char *xdg = getenv("XDG_RUNTIME_DIR");
     const char *root;
@@ -529,6 +562,7 @@ static long find_qemu_pid(virConnectPtr conn, virDomainPtr dom)
         set_error("%s", libvirt_error());
         return -1;
     }
+    name = virDomainGetName(dom);
     if (!strcmp(uri, "qemu:///system")) {
         path_of(path, sizeof(path), "/run/libvirt/qemu/%s.pid", name);
     } else if (!strcmp(uri, "qemu:///session") && xdg) {
@@ -603,10 +637,21 @@ static bool qemu_memlock(long pid, uint64_t *bytes)
     return found;
 }
 
+/* BYTES as "N MiB", or "N KiB" below 1 MiB */
+static const char *size_str(uint64_t bytes, char *buf, size_t size)
+{
+    if (bytes < (1 << 20)) {
+        snprintf(buf, size, "%" PRIu64 " KiB", bytes >> 10);
+    } else {
+        snprintf(buf, size, "%" PRIu64 " MiB", bytes >> 20);
+    }
+    return buf;
+}
+
 /* May QEMU pin all guest memory for DMA, as VFIO type1 needs? */
 static bool prepare_memlock(virDomainPtr dom, long pid)
 {
-    char caps[64];
+    char caps[64], have_s[32], need_s[32];
     uint64_t limit = 0, need, eff;
     struct rlimit rl;
 
@@ -626,11 +671,12 @@ static bool prepare_memlock(virDomainPtr dom, long pid)
     }
     rl.rlim_cur = rl.rlim_max = need;
     if (prlimit(pid, RLIMIT_MEMLOCK, &rl, NULL) < 0) {
-        set_error("QEMU (pid %ld) may lock %" PRIu64 " MiB of memory, a "
-                  "VFIO device needs %" PRIu64 " MiB, and raising the limit "
-                  "failed: %s; add <locked/> to the domain's "
-                  "<memoryBacking> (libvirt then lifts the limit)",
-                  pid, limit >> 20, need >> 20, strerror(errno));
+        set_error("QEMU (pid %ld) may lock %s of memory, a VFIO device "
+                  "needs %s, and raising the limit failed: %s; add "
+                  "<locked/> to the domain's <memoryBacking> (libvirt then "
+                  "lifts the limit)", pid,
+                  size_str(limit, have_s, sizeof(have_s)),
+                  size_str(need, need_s, sizeof(need_s)), strerror(errno));
         return false;
     }
     return true;
@@ -758,12 +804,14 @@ static bool prepare_vfio(virConnectPtr conn, virDomainPtr dom,
         }
         nd = virNodeDeviceLookupByName(conn, nodedev);
         rc = nd ? virNodeDeviceDetachFlags(nd, "vfio", 0) : -1;
+        if (rc < 0) {
+            set_error("cannot detach %s from the host: %s", bdf,
+                      libvirt_error());
+        }
         if (nd) {
             virNodeDeviceFree(nd);
         }
         if (rc < 0) {
-            set_error("cannot detach %s from the host: %s", bdf,
-                      libvirt_error());
             return false;
         }
         *detached = true;
@@ -860,6 +908,13 @@ static json_object *result_new(const char *op, const char *id,
     return r;
 }
 
+static void add_str(json_object *r, const char *key, const char *val)
+{
+    if (val) {
+        json_object_object_add(r, key, json_object_new_string(val));
+    }
+}
+
 /* Print R (and free it); return the exit status */
 static int result_print(json_object *r)
 {
@@ -900,9 +955,23 @@ static int result_print(json_object *r)
 
 static int refused(json_object *r, const char *why)
 {
-    json_object_object_add(r, "result", json_object_new_string("refused"));
-    json_object_object_add(r, "reason", json_object_new_string(why));
+    add_str(r, "result", "refused");
+    add_str(r, "reason", why);
     return result_print(r);
+}
+
+static int failed(json_object *r, const char *why)
+{
+    add_str(r, "result", "failed");
+    add_str(r, "reason", why);
+    return result_print(r);
+}
+
+/* query-passthru-hotplug failed: not the fork is a refusal */
+static int query_failed(json_object *r)
+{
+    return strstr(errbuf, "not the NVMe passthrough hotplug fork") ?
+        refused(r, errbuf) : failed(r, errbuf);
 }
 
 /* Milliseconds, to 0.1 ms */
@@ -917,37 +986,34 @@ static json_object *json_ms(double ms)
 /* Fill R from the wait W that started at T0 */
 static void result_from_wait(json_object *r, Waiter *w, double t0)
 {
-    json_object *v;
-    const char *s;
+    json_object *ev = w->hotplug, *v;
+    const char *result, *reason = NULL;
 
-    if (w->got_hotplug) {
-        s = str_of(w->hotplug, "phase");
-        json_object_object_add(r, "result", json_object_new_string(s));
-        if (str_of(w->hotplug, "cause")) {
-            json_object_object_add(r, "cause", json_object_new_string(
-                                       str_of(w->hotplug, "cause")));
+    if (w->is_add ? w->got_hotplug : w->got_deleted) {
+        /* An add ends as its event says; a removal once the device is gone */
+        result = w->is_add ? str_of(ev, "phase") : "completed";
+    } else {
+        result = "failed";
+        reason = w->got_deleted ?
+            "the device went away before the add completed" :
+            w->got_hotplug ? "QEMU did not delete the device" :
+            w->gone ? w->gone : "no end of the operation within the timeout";
+    }
+    add_str(r, "result", result ? result : "failed");
+    if (ev) {
+        /* A removal that failed and then was forced: what it ended as */
+        if (strcmp(str_of(r, "operation"), str_of(ev, "operation") ?: "")) {
+            add_str(r, "ended-as", str_of(ev, "operation"));
         }
-        if (str_of(w->hotplug, "reason")) {
-            json_object_object_add(r, "reason", json_object_new_string(
-                                       str_of(w->hotplug, "reason")));
-        }
-        if (json_object_object_get_ex(w->hotplug, "duration-ms", &v)) {
+        add_str(r, "cause", str_of(ev, "cause"));
+        if (json_object_object_get_ex(ev, "duration-ms", &v)) {
             json_object_object_add(r, "qemu-duration-ms",
                                    json_object_new_int64(
                                        json_object_get_int64(v)));
         }
         json_object_object_add(r, "latency-ms", json_ms(w->t_hotplug - t0));
-    } else if (w->got_deleted) {
-        json_object_object_add(r, "result", json_object_new_string("failed"));
-        json_object_object_add(r, "reason", json_object_new_string(
-                                   "the device went away before the add "
-                                   "completed"));
-    } else {
-        json_object_object_add(r, "result", json_object_new_string("failed"));
-        json_object_object_add(r, "reason", json_object_new_string(
-                                   "no end of the operation within the "
-                                   "timeout (see status)"));
     }
+    add_str(r, "reason", reason ? reason : ev ? str_of(ev, "reason") : NULL);
     if (w->got_deleted) {
         json_object_object_add(r, "deleted-ms", json_ms(w->t_deleted - t0));
     }
@@ -960,8 +1026,11 @@ static int cmd_status(virDomainPtr dom)
     json_object *info = query(dom), *ports, *v;
     size_t i, used = 0;
 
-    if (!info) {
-        fprintf(stderr, "%s: %s\n", progname, errbuf);
+    if (!info || !json_object_object_get_ex(info, "ports", &ports) ||
+        !json_object_is_type(ports, json_type_array)) {
+        fprintf(stderr, "%s: %s\n", progname,
+                info ? "no ports in QEMU's answer" : errbuf);
+        json_object_put(info);
         return EXIT_FAILED;
     }
     if (opt.json) {
@@ -970,21 +1039,21 @@ static int cmd_status(virDomainPtr dom)
         json_object_put(info);
         return 0;
     }
-    json_object_object_get_ex(info, "ports", &ports);
     for (i = 0; i < json_object_array_length(ports); i++) {
         used += str_of(json_object_array_get_idx(ports, i), "device") != NULL;
     }
     json_object_object_get_ex(info, "max-devices", &v);
     printf("hotplug mode %s, %zu of at most %d devices\n",
-           str_of(info, "hotplug-mode"), used, json_object_get_int(v));
+           str_of(info, "hotplug-mode") ?: "?", used,
+           json_object_get_int(v));
     printf("%-16s %-9s %-16s %-10s %s\n", "PORT", "STATE", "DEVICE",
            "TRANSPORT", "BACKEND");
     for (i = 0; i < json_object_array_length(ports); i++) {
         json_object *p = json_object_array_get_idx(ports, i);
         const char *op = str_of(p, "operation");
 
-        printf("%-16s %-9s %-16s %-10s %s%s%s\n", str_of(p, "id"),
-               str_of(p, "state"), str_of(p, "device") ?: "-",
+        printf("%-16s %-9s %-16s %-10s %s%s%s\n", str_of(p, "id") ?: "?",
+               str_of(p, "state") ?: "?", str_of(p, "device") ?: "-",
                str_of(p, "transport") ?: "-", str_of(p, "backend") ?: "-",
                op ? "  running: " : "", op ? op : "");
     }
@@ -1013,7 +1082,7 @@ static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
     }
     info = query(dom);
     if (!info) {
-        return refused(r, errbuf);
+        return query_failed(r);
     }
     p = find_port(info, "id", port);
     if (!p) {
@@ -1049,11 +1118,18 @@ static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
                                json_object_new_string(opt.socket));
         json_object_object_add(args, "socket", sock);
     } else {
+        char dir[PATH_MAX];
         const char *src = opt.host;
 
         if (opt.sysfsdev) {
-            src = strrchr(opt.sysfsdev, '/');
-            src = src && src[1] ? src + 1 : opt.sysfsdev;
+            size_t n;
+
+            snprintf(dir, sizeof(dir), "%s", opt.sysfsdev);
+            for (n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) {
+                dir[n - 1] = '\0';
+            }
+            src = strrchr(dir, '/');
+            src = src ? src + 1 : dir;
         }
         if (!parse_bdf(src, bdf, sizeof(bdf))) {
             json_object_put(args);
@@ -1088,14 +1164,21 @@ static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
             strncat(errbuf, " (libvirt's device cgroup: add /dev/vfio/vfio "
                     "and the group node to cgroup_device_acl in qemu.conf)",
                     sizeof(errbuf) - strlen(errbuf) - 1);
+        } else if (strstr(errbuf, "/dev/vfio/") &&
+                   strstr(errbuf, "Permission denied")) {
+            strncat(errbuf, " (libvirt's security driver confines QEMU: "
+                    "allow /dev/vfio/vfio and the group node in the "
+                    "domain's AppArmor profile or SELinux label)",
+                    sizeof(errbuf) - strlen(errbuf) - 1);
         }
-        json_object_object_add(r, "result", json_object_new_string("failed"));
-        json_object_object_add(r, "reason", json_object_new_string(errbuf));
-        return result_print(r);
+        return failed(r, errbuf);
     }
     json_object_put(ret);
     wait_events(w, opt.timeout_s);
     result_from_wait(r, w, t0);
+    if (detached && w->got_deleted) {
+        reattach(conn, bdf);    /* the add failed and QEMU let it go */
+    }
     return result_print(r);
 }
 
@@ -1111,10 +1194,10 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
 
     info = query(dom);
     if (!info) {
-        return refused(r, errbuf);
+        return query_failed(r);
     }
     p = find_port(info, "device", id);
-    if (!p) {
+    if (!p || !str_of(p, "id")) {
         set_error("no passthrough device '%s' in the domain (see status)",
                   id);
         json_object_put(info);
@@ -1133,7 +1216,7 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
                                json_object_new_string("removal"));
         ret = qmp(dom, "qom-get", args);
         if (!ret) {
-            return refused(r, errbuf);
+            return failed(r, errbuf);
         }
         snprintf(removal, sizeof(removal), "%s", json_object_get_string(ret));
         json_object_put(ret);
@@ -1145,7 +1228,7 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
                                json_object_new_string("surprise"));
         ret = qmp(dom, "qom-set", args);
         if (!ret) {
-            return refused(r, errbuf);
+            return failed(r, errbuf);
         }
         json_object_put(ret);
     }
@@ -1161,8 +1244,8 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
         wait_events(w, opt.timeout_s);
         result_from_wait(r, w, t0);
     } else {
-        json_object_object_add(r, "result", json_object_new_string("failed"));
-        json_object_object_add(r, "reason", json_object_new_string(errbuf));
+        add_str(r, "result", "failed");
+        add_str(r, "reason", errbuf);
     }
 
     if (surprise && strcmp(removal, "surprise")) {
@@ -1185,10 +1268,18 @@ static int cmd_watch(Waiter *w)
 {
     w->watch = true;
     wait_events(w, opt.timeout_s);
+    if (w->gone) {
+        fprintf(stderr, "%s: %s\n", progname, w->gone);
+        return EXIT_FAILED;
+    }
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
+
+static void quiet_errors(void *opaque, virErrorPtr err)
+{
+}
 
 static void usage(FILE *f)
 {
@@ -1211,7 +1302,8 @@ static void usage(FILE *f)
 "Options:\n"
 "  -c, --connect URI    libvirt connection (default: libvirt's default)\n"
 "  -j, --json           print results as JSON, one object per line\n"
-"  -t, --timeout SEC    wait at most SEC for an operation (default 60)\n"
+"  -t, --timeout SEC    wait at most SEC for an operation (default 60,\n"
+"                       0: no limit)\n"
 "      --managed        detach a host NVMe from its host driver first\n"
 "      --qemu-pid PID   QEMU's pid, if libvirt's pid file is elsewhere\n"
 "  -h, --help           this text\n"
@@ -1239,7 +1331,7 @@ int main(int argc, char **argv)
     Waiter w = { 0 };
     const char *name, *cmd;
     uint64_t num;
-    int c, cb = -1, status = EXIT_REFUSED;
+    int c, cb = -1, life = -1, status = EXIT_REFUSED;
 
     while ((c = getopt_long(argc, argv, "c:jt:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -1304,6 +1396,7 @@ int main(int argc, char **argv)
     }
     opt.root = getenv("VIRT_NVME_HOTPLUG_ROOT");
 
+    virSetErrorFunc(NULL, quiet_errors);   /* we print them, once */
     if (virEventRegisterDefaultImpl() < 0) {
         fprintf(stderr, "%s: %s\n", progname, libvirt_error());
         return EXIT_FAILED;
@@ -1333,6 +1426,11 @@ int main(int argc, char **argv)
         status = EXIT_FAILED;
         goto out;
     }
+    /* Stop waiting when the domain or the connection goes away */
+    life = virConnectDomainEventRegisterAny(
+        conn, dom, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), &w, NULL);
+    virConnectRegisterCloseCallback(conn, on_close, &w, NULL);
 
     if (!strcmp(cmd, "status")) {
         status = cmd_status(dom);
@@ -1346,6 +1444,10 @@ int main(int argc, char **argv)
     }
 
 out:
+    if (life >= 0) {
+        virConnectDomainEventDeregisterAny(conn, life);
+    }
+    virConnectUnregisterCloseCallback(conn, on_close);
     if (cb >= 0) {
         virConnectDomainQemuMonitorEventDeregister(conn, cb);
     }

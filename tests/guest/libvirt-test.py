@@ -57,6 +57,7 @@ TESTS = [
     "orderly",
     "surprise-host-gone",
     "surprise-tool",
+    "forced-removal",
     "refusals",
     "kernel-vfio",
 ]
@@ -374,6 +375,9 @@ class Run:
             ["virsh", "-c", URI, "qemu-monitor-event", DOMAIN, "--event",
              "PASSTHRU_HOTPLUG", "--loop", "--timeout", "30"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watch = subprocess.Popen([TOOL, "-c", URI, "--json", "-t", "30",
+                                  DOMAIN, "watch"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
         time.sleep(0.5)
         am = self.agent.mark()
         srv.kill()
@@ -386,6 +390,16 @@ class Run:
               re.search(r'"cause":"host-gone"', out) and
               re.search(r'"phase":"completed"', out),
               "no host-gone event in: %s" % out)
+        watch.send_signal(signal.SIGINT)
+        seen = [json.loads(l) for l in
+                watch.communicate(timeout=30)[0].splitlines()
+                if l.startswith("{")]
+        check([e for e in seen if e["event"] == "PASSTHRU_HOTPLUG" and
+               e["data"]["cause"] == "host-gone" and
+               e["data"]["phase"] == "completed"] and
+              [e for e in seen if e["event"] == "DEVICE_DELETED" and
+               e["data"]["device"] == "nvme-b"],
+              "virt-nvme-hotplug watch saw: %s" % seen)
         return ("kill -9 of the vfio-user server: cause host-gone in virsh "
                 "qemu-monitor-event; gone in the guest",
                 [l for l in out.splitlines() if "nvme-b" in l])
@@ -409,6 +423,33 @@ class Run:
               "the port's removal was not set back to orderly: %s" % out)
         return ("surprise-remove through the tool: %s ms, gone in the guest"
                 % r["latency-ms"], [json.dumps(r)])
+
+    def qom(self, cmd, port, prop, value=None):
+        args = {"path": "/machine/peripheral/" + port, "property": prop}
+        if value is not None:
+            args["value"] = value
+        _, out, _ = virsh("qemu-monitor-command", DOMAIN, json.dumps(
+            {"execute": cmd, "arguments": args}), check_rc=0)
+        return json.loads(out)["return"]
+
+    def t_forced_removal(self):
+        """An orderly removal the guest does not finish in time is forced:
+        the tool reports it completed, ended as a surprise removal."""
+        srv = self.server("nvme-d")
+        self.add("ua-pt2", "nvme-d", srv)
+        old = self.qom("qom-get", "ua-pt2", "unplug-timeout-ms")
+        self.qom("qom-set", "ua-pt2", "unplug-timeout-ms", 1)
+        try:
+            am = self.agent.mark()
+            r = tool_json(DOMAIN, "remove", "nvme-d")
+        finally:
+            self.qom("qom-set", "ua-pt2", "unplug-timeout-ms", old)
+        check(r["result"] == "completed" and r["operation"] == "remove" and
+              r.get("ended-as") == "surprise-remove" and
+              r["cause"] == "timeout" and "deleted-ms" in r, "%s" % r)
+        self.guest_lost(am)
+        return ("an orderly removal past unplug-timeout-ms: completed, ended "
+                "as surprise-remove, cause timeout", [json.dumps(r)])
 
     def t_refusals(self):
         out = []
@@ -490,7 +531,8 @@ class Run:
                     (None, ("--host", "0000:3c:00.0"), 2, "no PCI device"),
                     (None, ("--host", "3b:00.0"), 2, "not an NVMe controller"),
                     ("mounted", ("--host", bdf), 2, "mounted on /srv"),
-                    ("nvme", ("--sysfsdev", "/sys/bus/pci/devices/" + bdf), 2,
+                    ("nvme", ("--sysfsdev",
+                              "/sys/bus/pci/devices/%s/" % bdf), 2,
                      "virsh nodedev-detach pci_0000_3b_00_0"),
                     ("vfio", ("--host", bdf), 2, "no IOMMU group"),
                     ("group", ("--host", bdf), 2, "/dev/vfio/17 does not"),
