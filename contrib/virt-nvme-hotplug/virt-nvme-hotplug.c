@@ -121,7 +121,6 @@ typedef struct Waiter {
     const char *device;
     bool is_add;                /* else a removal (orderly or surprise) */
     bool watch;                 /* print every event (watch) */
-    bool got_hotplug;
     bool got_deleted;
     double t_hotplug;
     double t_deleted;
@@ -200,10 +199,9 @@ static void on_event(virConnectPtr conn, virDomainPtr dom, const char *event,
      */
     if (hotplug && !str_eq(data, "phase", "started") &&
         str_eq(data, "operation", "add") == w->is_add &&
-        (!w->got_hotplug ||
+        (!w->hotplug ||
          (!w->is_add && str_eq(w->hotplug, "phase", "failed")))) {
         json_object_put(w->hotplug);
-        w->got_hotplug = true;
         w->t_hotplug = now_ms();
         w->hotplug = json_object_get(data);
     }
@@ -243,11 +241,10 @@ static bool waiter_done(Waiter *w)
     }
     if (w->is_add) {
         /* Completed, or gone (a failed add always ends with deletion) */
-        return (w->got_hotplug && str_eq(w->hotplug, "phase", "completed")) ||
-            w->got_deleted;
+        return str_eq(w->hotplug, "phase", "completed") || w->got_deleted;
     }
     /* A removal ends once QEMU deleted the device */
-    return w->got_hotplug && w->got_deleted;
+    return w->hotplug && w->got_deleted;
 }
 
 /* Run libvirt's event loop until W is done or the timeout */
@@ -351,6 +348,13 @@ static json_object *query(virDomainPtr dom)
 
 /* ------------------------------------------------------------------ */
 /* Kernel VFIO: what libvirt prepares for a <hostdev> */
+
+/* libvirt's node device name of the PCI device BDF (DDDD:BB:SS.F) */
+static void nodedev_name(const char *bdf, char *buf, size_t size)
+{
+    snprintf(buf, size, "pci_%.4s_%.2s_%.2s_%.1s", bdf, bdf + 5, bdf + 8,
+             bdf + 11);
+}
 
 static void PRINTF_LIKE(3, 4) path_of(char *buf, size_t size,
                                       const char *fmt, ...)
@@ -794,8 +798,7 @@ static bool prepare_vfio(virConnectPtr conn, virDomainPtr dom,
             set_error("%s is in use by the host: %s", bdf, why);
             return false;
         }
-        snprintf(nodedev, sizeof(nodedev), "pci_%.4s_%.2s_%.2s_%.1s",
-                 bdf, bdf + 5, bdf + 8, bdf + 11);
+        nodedev_name(bdf, nodedev, sizeof(nodedev));
         if (!opt.managed) {
             set_error("%s is bound to %s, not vfio-pci: detach it with "
                       "'virsh nodedev-detach %s', or pass --managed",
@@ -839,8 +842,7 @@ static void reattach(virConnectPtr conn, const char *bdf)
     char nodedev[64];
     virNodeDevicePtr nd;
 
-    snprintf(nodedev, sizeof(nodedev), "pci_%.4s_%.2s_%.2s_%.1s",
-             bdf, bdf + 5, bdf + 8, bdf + 11);
+    nodedev_name(bdf, nodedev, sizeof(nodedev));
     nd = virNodeDeviceLookupByName(conn, nodedev);
     if (!nd || virNodeDeviceReAttach(nd) < 0) {
         fprintf(stderr, "%s: warning: cannot give %s back to the host: %s\n",
@@ -989,14 +991,14 @@ static void result_from_wait(json_object *r, Waiter *w, double t0)
     json_object *ev = w->hotplug, *v;
     const char *result, *reason = NULL;
 
-    if (w->is_add ? w->got_hotplug : w->got_deleted) {
+    if (w->is_add ? ev != NULL : w->got_deleted) {
         /* An add ends as its event says; a removal once the device is gone */
         result = w->is_add ? str_of(ev, "phase") : "completed";
     } else {
         result = "failed";
         reason = w->got_deleted ?
             "the device went away before the add completed" :
-            w->got_hotplug ? "QEMU did not delete the device" :
+            ev ? "QEMU did not delete the device" :
             w->gone ? w->gone : "no end of the operation within the timeout";
     }
     add_str(r, "result", result ? result : "failed");
@@ -1182,6 +1184,29 @@ static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
     return result_print(r);
 }
 
+/*
+ * qom-get (VALUE NULL) or qom-set the removal property of the port at
+ * PATH; the result of qom-get goes to BUF.
+ */
+static bool port_removal(virDomainPtr dom, const char *path,
+                         const char *value, char *buf, size_t size)
+{
+    json_object *args = json_object_new_object(), *ret;
+
+    json_object_object_add(args, "path", json_object_new_string(path));
+    json_object_object_add(args, "property",
+                           json_object_new_string("removal"));
+    if (value) {
+        json_object_object_add(args, "value", json_object_new_string(value));
+    }
+    ret = qmp(dom, value ? "qom-set" : "qom-get", args);
+    if (ret && !value) {
+        snprintf(buf, size, "%s", json_object_get_string(ret));
+    }
+    json_object_put(ret);
+    return ret != NULL;
+}
+
 static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
                       bool surprise)
 {
@@ -1209,28 +1234,10 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
     json_object_put(info);
     port = str_of(r, "port");
 
-    if (surprise) {
-        args = json_object_new_object();
-        json_object_object_add(args, "path", json_object_new_string(path));
-        json_object_object_add(args, "property",
-                               json_object_new_string("removal"));
-        ret = qmp(dom, "qom-get", args);
-        if (!ret) {
-            return failed(r, errbuf);
-        }
-        snprintf(removal, sizeof(removal), "%s", json_object_get_string(ret));
-        json_object_put(ret);
-        args = json_object_new_object();
-        json_object_object_add(args, "path", json_object_new_string(path));
-        json_object_object_add(args, "property",
-                               json_object_new_string("removal"));
-        json_object_object_add(args, "value",
-                               json_object_new_string("surprise"));
-        ret = qmp(dom, "qom-set", args);
-        if (!ret) {
-            return failed(r, errbuf);
-        }
-        json_object_put(ret);
+    if (surprise &&
+        (!port_removal(dom, path, NULL, removal, sizeof(removal)) ||
+         !port_removal(dom, path, "surprise", NULL, 0))) {
+        return failed(r, errbuf);
     }
 
     w->device = id;
@@ -1248,18 +1255,10 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
         add_str(r, "reason", errbuf);
     }
 
-    if (surprise && strcmp(removal, "surprise")) {
-        args = json_object_new_object();
-        json_object_object_add(args, "path", json_object_new_string(path));
-        json_object_object_add(args, "property",
-                               json_object_new_string("removal"));
-        json_object_object_add(args, "value", json_object_new_string(removal));
-        ret = qmp(dom, "qom-set", args);
-        if (!ret) {
-            fprintf(stderr, "%s: warning: cannot set removal of %s back to "
-                    "%s: %s\n", progname, port, removal, errbuf);
-        }
-        json_object_put(ret);
+    if (surprise && strcmp(removal, "surprise") &&
+        !port_removal(dom, path, removal, NULL, 0)) {
+        fprintf(stderr, "%s: warning: cannot set removal of %s back to "
+                "%s: %s\n", progname, port, removal, errbuf);
     }
     return result_print(r);
 }

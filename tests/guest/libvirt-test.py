@@ -542,7 +542,6 @@ class Run:
                     with open(os.path.join(dev, "class"), "w") as f:
                         f.write("0x010802\n")
                     relink("driver", "../../../bus/pci/drivers/nvme")
-                    os.makedirs(os.path.join(fake, "proc"), exist_ok=True)
                     with open(os.path.join(fake, "proc/mounts"), "w") as f:
                         f.write("/dev/nvme0n1p1 /srv ext4 rw 0 0\n")
                 elif setup == "nvme":
