@@ -49,6 +49,7 @@
 #include "qemu/units.h"
 #include "hw/acpi/pcihp.h"
 #include "hw/hotplug.h"
+#include "hw/resettable.h"
 #include "hw/pci/msi.h"
 #include "hw/pci/msix.h"
 #include "hw/pci/pci_bus.h"
@@ -75,7 +76,7 @@ struct PCIEHotplugPassthru {
     PassthruPortState state;
     PassthruHotplugOperation op;
     PassthruHotplugCause cause;
-    int64_t op_start_ms;            /* QEMU_CLOCK_REALTIME */
+    int64_t op_start_ms;            /* QEMU_CLOCK_VIRTUAL */
     PCIDevice *dev;                 /* the frontend on the port, if any */
 
     /* Set while a device is on the port: no migration, no snapshots */
@@ -97,6 +98,7 @@ struct PCIEHotplugPassthruClass {
     hotplug_fn parent_plug;
     hotplug_fn parent_unplug_request;
     hotplug_fn parent_unplug;
+    ResettablePhases parent_phases;
 };
 
 /* Every port, in the order they were created */
@@ -216,9 +218,31 @@ static bool check_no_pending(Error **errp)
     return true;
 }
 
+/*
+ * Operations are timed on the VM's clock, which stops while the VM is
+ * paused: a guest that cannot run cannot answer a request, so neither
+ * the unplug timeout nor the elapsed time that the query and the events
+ * report counts the time it was paused.
+ */
+static int64_t vm_clock_ms(void)
+{
+    return qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL);
+}
+
 static uint64_t op_elapsed_ms(PCIEHotplugPassthru *p)
 {
-    return qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - p->op_start_ms;
+    return vm_clock_ms() - p->op_start_ms;
+}
+
+/* Arm the unplug timeout of the pending orderly removal, or disarm it */
+static void unplug_timer_update(PCIEHotplugPassthru *p)
+{
+    if (p->unplug_timeout_ms && p->state == PASSTHRU_PORT_STATE_REMOVING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
+        timer_mod(p->unplug_timer, p->op_start_ms + p->unplug_timeout_ms);
+    } else {
+        timer_del(p->unplug_timer);
+    }
 }
 
 static void emit(PCIEHotplugPassthru *p, PassthruHotplugPhase phase,
@@ -249,7 +273,7 @@ static void op_start(PCIEHotplugPassthru *p, PassthruHotplugOperation op,
 {
     p->op = op;
     p->cause = cause;
-    p->op_start_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+    p->op_start_ms = vm_clock_ms();
     set_state(p, state);
     emit(p, PASSTHRU_HOTPLUG_PHASE_STARTED, reason);
 }
@@ -414,7 +438,8 @@ static void unplug_timeout(void *opaque)
         "the guest did not complete the removal within %u ms",
         p->unplug_timeout_ms);
 
-    if (p->state == PASSTHRU_PORT_STATE_REMOVING && p->dev) {
+    if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE && p->dev) {
         surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_TIMEOUT, reason);
     }
 }
@@ -461,8 +486,16 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
     ERRP_GUARD();
 
+    /*
+     * Everything that may refuse the device comes before the guest is
+     * told of it: with -only-migratable, the migration blocker does.
+     */
+    if (!device_attach(p, PCI_DEVICE(dev), errp)) {
+        return;
+    }
     signal_plug(p, dev, errp);
-    if (*errp || !device_attach(p, PCI_DEVICE(dev), errp)) {
+    if (*errp) {
+        device_detach(p);
         return;
     }
     if (dev->hotplugged) {
@@ -480,6 +513,23 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
     ERRP_GUARD();
 
+    if (!p->dev || DEVICE(p->dev) != dev) {
+        /* Frontends refuse any other place, so this is a bug */
+        error_setg(errp, "port '%s' does not hold '%s'", port_id(p),
+                   dev->id ?: object_get_typename(OBJECT(dev)));
+        return;
+    }
+    /*
+     * device_del of the device whose orderly removal is pending: ask the
+     * guest again, in case it lost the request.
+     */
+    if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE &&
+        p->removal == PASSTHRU_REMOVAL_ORDERLY) {
+        trace_passthru_port_request_again(port_id(p), dev_id(p->dev));
+        signal_unplug_request(p, dev, errp);
+        return;
+    }
     /*
      * One operation at a time.  Only an add that the guest never
      * completes may be cut short, and only by a surprise removal.
@@ -504,10 +554,7 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
     }
     op_start(p, PASSTHRU_HOTPLUG_OPERATION_REMOVE, PASSTHRU_HOTPLUG_CAUSE_QMP,
              PASSTHRU_PORT_STATE_REMOVING, NULL);
-    if (p->unplug_timeout_ms) {
-        timer_mod(p->unplug_timer, qemu_clock_get_ms(QEMU_CLOCK_VIRTUAL) +
-                  p->unplug_timeout_ms);
-    }
+    unplug_timer_update(p);
 }
 
 /* The device leaves the bus: the guest ejected it, or we took it away */
@@ -517,16 +564,25 @@ static void passthru_unplug(HotplugHandler *hotplug_dev, DeviceState *dev,
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
     bool surprise = p->op == PASSTHRU_HOTPLUG_OPERATION_SURPRISE_REMOVE &&
                     p->state == PASSTHRU_PORT_STATE_REMOVING;
+    /* ACPI ejects the slots it asked the guest to eject at a reset */
+    const char *reason = resettable_is_in_reset(OBJECT(p)) ?
+                         "completed by a reset of the VM" : NULL;
 
     if (!surprise && p->dev == PCI_DEVICE(dev)) {
         timer_del(p->unplug_timer);
+        if (p->state == PASSTHRU_PORT_STATE_ADDING) {
+            /* The add in progress fails: the guest did not want it */
+            p->cause = PASSTHRU_HOTPLUG_CAUSE_GUEST;
+            emit(p, PASSTHRU_HOTPLUG_PHASE_FAILED,
+                 "the guest ejected the device before enabling it");
+        }
         if (p->state != PASSTHRU_PORT_STATE_REMOVING) {
             /* The guest ejected the device without being asked */
             op_start(p, PASSTHRU_HOTPLUG_OPERATION_REMOVE,
                      PASSTHRU_HOTPLUG_CAUSE_GUEST,
                      PASSTHRU_PORT_STATE_REMOVING, NULL);
         }
-        emit(p, PASSTHRU_HOTPLUG_PHASE_COMPLETED, NULL);
+        emit(p, PASSTHRU_HOTPLUG_PHASE_COMPLETED, reason);
         device_detach(p);
     }
     /* Must not fail: ACPI's eject and the slot call it with error_abort */
@@ -732,9 +788,42 @@ static void set_unplug_timeout(Object *obj, Visitor *v, const char *name,
         return;
     }
     p->unplug_timeout_ms = value;
+    /* A pending orderly removal gets the new timeout, from its start */
+    unplug_timer_update(p);
 }
 
 /* Lifecycle */
+
+/*
+ * A reset of the VM ends the orderly removal in progress: the guest that
+ * was asked is gone, and the one that boots is never told.  Complete the
+ * removal, as ACPI PCI hotplug does for every slot the guest was asked
+ * to eject (acpi_pcihp_update_hotplug_bus()); natively, before the slot
+ * is reset, so that it comes out of the reset empty and powered off.
+ */
+static void passthru_reset_hold(Object *obj, ResetType type)
+{
+    PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(obj);
+    PCIEHotplugPassthruClass *k = PCIE_HOTPLUG_PASSTHRU_GET_CLASS(p);
+
+    if (!p->acpi_hp && p->dev && p->state == PASSTHRU_PORT_STATE_REMOVING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
+        PCIDevice *pdev = PCI_DEVICE(p);
+        uint8_t *exp_cap = pdev->config + pdev->exp.exp_cap;
+        DeviceState *dev = DEVICE(p->dev);
+
+        trace_passthru_port_reset_removal(port_id(p), dev_id(p->dev));
+        hotplug_handler_unplug(HOTPLUG_HANDLER(p), dev, &error_abort);
+        object_unparent(OBJECT(dev));
+        pci_word_test_and_clear_mask(exp_cap + PCI_EXP_SLTSTA,
+                                     PCI_EXP_SLTSTA_PDS);
+        pci_word_test_and_clear_mask(exp_cap + PCI_EXP_LNKSTA,
+                                     PCI_EXP_LNKSTA_DLLLA);
+    }
+    if (k->parent_phases.hold) {
+        k->parent_phases.hold(obj, type);
+    }
+}
 
 static void passthru_realize(DeviceState *dev, Error **errp)
 {
@@ -798,6 +887,9 @@ static void passthru_class_init(ObjectClass *klass, const void *data)
     hc->unplug_request = passthru_unplug_request;
     hc->unplug = passthru_unplug;
     hc->is_hotpluggable_bus = passthru_is_hotpluggable_bus;
+    resettable_class_set_parent_phases(RESETTABLE_CLASS(klass), NULL,
+                                       passthru_reset_hold, NULL,
+                                       &k->parent_phases);
 
     object_class_property_add_enum(klass, "removal", "PassthruRemoval",
                                    &PassthruRemoval_lookup,

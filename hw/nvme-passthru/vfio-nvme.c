@@ -18,6 +18,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/id.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "hw/pci/pci_bus.h"
@@ -40,17 +41,36 @@ static const char *dev_id(PCIDevice *pdev)
     return DEVICE(pdev)->id ?: "";
 }
 
-/* Before the parent realize: where the device sits, and what it claims */
+/*
+ * Before the parent realize: its name, where the device sits, and what
+ * it claims to be.  The bus has given it its address by now.
+ */
 static bool vfio_nvme_precheck(PCIDevice *pdev, Error **errp)
 {
     const char *type = object_get_typename(OBJECT(pdev));
+    const char *id = DEVICE(pdev)->id;
     PCIDevice *bridge = pci_get_bus(pdev)->parent_dev;
     size_t i;
 
+    /* A management stack must be able to remove what it added, by id */
+    if (id && !id_wellformed(id)) {
+        error_setg(errp, "%s: id '%s' is not well formed: it must begin "
+                   "with a letter and contain only letters, digits, '-', "
+                   "'.' and '_'", type, id);
+        return false;
+    }
     if (!bridge ||
         !object_dynamic_cast(OBJECT(bridge), TYPE_PCIE_HOTPLUG_PASSTHRU)) {
         error_setg(errp, "%s '%s' must be plugged into a "
                    "pcie-hotplug-passthru port", type, dev_id(pdev));
+        return false;
+    }
+    /* A port holds one device, at function 0 of its only slot */
+    if (pdev->devfn != 0) {
+        error_setg(errp, "%s '%s' must be at address 0.0 of port '%s', "
+                   "not %x.%x: a port holds one device", type,
+                   dev_id(pdev), DEVICE(bridge)->id ?: "",
+                   PCI_SLOT(pdev->devfn), PCI_FUNC(pdev->devfn));
         return false;
     }
     for (i = 0; i < ARRAY_SIZE(identity_props); i++) {

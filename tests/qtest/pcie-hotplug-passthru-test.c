@@ -523,6 +523,286 @@ static void test_surprise_ack(const void *data)
     test_end(t);
 }
 
+/*
+ * A port holds one device, at 0.0.  A frontend cold-plugged elsewhere on
+ * it, alone or beside one at 0.0, stops QEMU with a clear error (QEMU
+ * used to crash at the first device_del).
+ */
+static void cold_plug_refused(const Mode *mode, const char *devices,
+                              const char *msg)
+{
+    g_autofree char *args = g_strdup_printf(
+        "-device pcie-hotplug-passthru,id=rp1,bus=pcie.0,chassis=1,addr=0x4 "
+        "%s", devices);
+    g_autofree char *errout = NULL;
+    int status;
+
+    errout = run_qemu_with(mode, args, &status);
+    g_test_message("stderr: %s", errout);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 1);
+    g_assert_nonnull(strstr(errout, msg));
+}
+
+#define FRONTEND_JSON(id, addr, path) \
+    "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"" id "\"," \
+    "\"bus\":\"rp1\",\"addr\":\"" addr "\"," \
+    "\"socket\":{\"type\":\"unix\",\"path\":\"" path "\"}}'"
+
+static void test_refuse_cold_function(const void *data)
+{
+    cold_plug_refused(data, FRONTEND_JSON("nvme0", "0.1", "/nonexistent"),
+                      ": vfio-user-nvme 'nvme0' must be at address 0.0 of "
+                      "port 'rp1', not 0.1: a port holds one device\n");
+}
+
+static void test_refuse_cold_two_functions(const void *data)
+{
+    Test t = { .mode = data };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *devices = NULL;
+
+    t.dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
+    g_assert_no_error(err);
+    server_start(&t, 0, SERVER_NVME);
+    devices = g_strdup_printf(
+        "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
+        "\"bus\":\"rp1\",\"addr\":\"0.0\",\"multifunction\":true,"
+        "\"socket\":{\"type\":\"unix\",\"path\":\"%s\"}}' "
+        FRONTEND_JSON("nvme1", "0.1", "/nonexistent"), t.srv[0].sock);
+    /* Natively the port, already the bus's hotplug handler, says so */
+    cold_plug_refused(t.mode, devices, t.mode->native ?
+                      ": port 'rp1' already holds 'nvme0'\n" :
+                      ": vfio-user-nvme 'nvme1' must be at address 0.0 of "
+                      "port 'rp1', not 0.1: a port holds one device\n");
+    server_stop(&t.srv[0]);
+    unlink(t.srv[0].sock);
+    g_free(t.srv[0].sock);
+    rmdir(t.dir);
+    g_free(t.dir);
+}
+
+/*
+ * A device_add at another address of the port is refused before the
+ * guest hears of it, and leaves nothing pending behind: the port takes
+ * a device at 0.0 afterwards.
+ */
+static void test_refuse_hot_function(const void *data)
+{
+    static const struct {
+        const char *addr;
+        bool multifunction;
+        const char *where;
+    } addrs[] = {
+        { "0x1", false, "1.0" },
+        { "0.1", true, "0.1" },
+        { "0.7", false, "0.7" },
+        { "0x1f.0", false, "1f.0" },
+    };
+    Test *t = test_start(data, 1);
+    int i;
+
+    server_start(t, 0, SERVER_NVME);
+    for (i = 0; i < ARRAY_SIZE(addrs); i++) {
+        g_autofree char *desc = g_strdup_printf(
+            "vfio-user-nvme 'nvme0' must be at address 0.0 of port 'rp1', "
+            "not %s: a port holds one device", addrs[i].where);
+        QDict *args = nvme_args(t, "rp1", 0, "nvme0");
+
+        qdict_put_str(args, "addr", addrs[i].addr);
+        if (addrs[i].multifunction) {
+            qdict_put_bool(args, "multifunction", true);
+        }
+        device_add_refused(t, args, desc);
+        check_port(t, 1, "empty", NULL, NULL);
+    }
+    hot_add(t, 1, 0, "nvme0");
+    test_end(t);
+}
+
+/* Ids that device_del could not name are refused */
+static void test_refuse_bad_id(const void *data)
+{
+    static const char *const ids[] = {
+        "", " ", "nvme 0", "nvme/0", "nvme\"0", "nvme'0", "0nvme", "-nvme",
+        "nvme#0", "nvme\\0", "nvme:0",
+    };
+    Test *t = test_start(data, 1);
+    int i;
+
+    server_start(t, 0, SERVER_NVME);
+    for (i = 0; i < ARRAY_SIZE(ids); i++) {
+        g_autofree char *desc = g_strdup_printf(
+            "vfio-user-nvme: id '%s' is not well formed: it must begin with "
+            "a letter and contain only letters, digits, '-', '.' and '_'",
+            ids[i]);
+        QDict *args = nvme_args(t, "rp1", 0, ids[i]);
+
+        device_add_refused(t, args, desc);
+        check_port(t, 1, "empty", NULL, NULL);
+    }
+    hot_add(t, 1, 0, "a-Well_formed.id9");
+    test_end(t);
+}
+
+/*
+ * A system_reset during an orderly removal completes it: the guest that
+ * was asked is gone, the one that boots is never told.  The port takes
+ * a new device afterwards.
+ */
+static void test_reset_during_removal(const void *data)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    hot_add(t, 1, 0, "nvme0");
+    remove_start(t, 1, "nvme0");
+    qtest_qmp_assert_success(t->qts, "{'execute': 'system_reset'}");
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
+                         "completed by a reset of the VM");
+    expect_removed(t, 1, "nvme0");
+
+    /* The firmware numbers the buses again */
+    port_number_bus(t, 1);
+    server_start(t, 1, SERVER_NVME);
+    hot_add(t, 1, 1, "nvme1");
+    test_end(t);
+}
+
+/*
+ * A device_del of the device whose orderly removal is pending asks the
+ * guest again (native: once upstream's 5 s guard has passed), without a
+ * second operation.
+ */
+static void test_remove_request_again(const void *data)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    hot_add(t, 1, 0, "nvme0");
+    /* ACPI's guard takes a request at VM clock 0 for one without end */
+    qtest_clock_step(t->qts, MS_TO_NS(10));
+    remove_start(t, 1, "nvme0");
+
+    if (t->mode->native) {
+        /* The guest took the button press, then lost it */
+        g_autofree QPCIDevice *port = port_dev(t, 1);
+        uint8_t exp = qpci_find_capability(port, PCI_CAP_ID_EXP, 0);
+
+        qpci_config_writew(port, exp + PCI_EXP_SLTSTA, PCI_EXP_SLTSTA_ABP);
+        g_assert_cmphex(qpci_config_readw(port, exp + PCI_EXP_SLTSTA) &
+                        PCI_EXP_SLTSTA_ABP, ==, 0);
+        qtest_clock_step(t->qts, MS_TO_NS(5001));
+        qtest_qmp_device_del_send(t->qts, "nvme0");
+        g_assert_cmphex(qpci_config_readw(port, exp + PCI_EXP_SLTSTA) &
+                        PCI_EXP_SLTSTA_ABP, ==, PCI_EXP_SLTSTA_ABP);
+    } else {
+        qtest_clock_step(t->qts, MS_TO_NS(1));
+        qtest_qmp_device_del_send(t->qts, "nvme0");
+    }
+    assert_no_hotplug_event(t);
+    check_port(t, 1, "removing", "nvme0", "remove");
+
+    guest_eject(t, 1);
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
+                         NULL);
+    expect_removed(t, 1, "nvme0");
+    test_end(t);
+}
+
+/*
+ * ACPI: a guest that ejects the slot of a device it has not enabled yet
+ * fails the add, and the removal is its own.
+ */
+static void test_guest_ejects_while_adding(const void *data)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    add_start(t, 1, 0, "nvme0");
+    acpi_eject(t, 1);
+    expect_hotplug_event(t, "rp1", "nvme0", "add", "failed", "guest",
+                         "the guest ejected the device before enabling it");
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "started", "guest",
+                         NULL);
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "guest",
+                         NULL);
+    expect_removed(t, 1, "nvme0");
+
+    server_start(t, 1, SERVER_NVME);
+    hot_add(t, 1, 1, "nvme1");
+    test_end(t);
+}
+
+/*
+ * With -only-migratable the migration blocker refuses a hot-add; the
+ * guest must not have been told of a card by then.
+ */
+static void test_only_migratable(const void *data)
+{
+    Test *t = test_start_extra(data, 1, "-only-migratable");
+
+    server_start(t, 0, SERVER_NVME);
+    device_add_refused(t, nvme_args(t, "rp1", 0, "nvme0"),
+                       "disallowing migration blocker (--only-migratable) "
+                       "for: passthrough NVMe 'nvme0' on port 'rp1' prevents "
+                       "migration and snapshots: remove it first");
+    check_port(t, 1, "empty", NULL, NULL);
+    g_assert_null(qpci_device_find(t->pcibus, QPCI_DEVFN(1 << 5, 0)));
+    if (t->mode->native) {
+        g_autofree QPCIDevice *port = port_dev(t, 1);
+        uint8_t exp = qpci_find_capability(port, PCI_CAP_ID_EXP, 0);
+        uint16_t sta = qpci_config_readw(port, exp + PCI_EXP_SLTSTA);
+
+        g_assert_cmphex(sta & (PCI_EXP_SLTSTA_PDS | PCI_EXP_SLTSTA_PDC |
+                               PCI_EXP_SLTSTA_ABP), ==, 0);
+    } else {
+        qtest_outl(t->qts, ACPI_PCIHP_ADDR_ICH9 + PCI_SEL_BASE,
+                   port_bsel(t, 1));
+        g_assert_cmphex(qtest_inl(t->qts, ACPI_PCIHP_ADDR_ICH9 +
+                                  PCI_UP_BASE), ==, 0);
+    }
+    test_end(t);
+}
+
+/*
+ * The unplug timeout and elapsed-ms both run on the VM's clock; changing
+ * the timeout of a pending removal counts from the removal's start, and
+ * 0 disarms it.
+ */
+static void test_remove_timeout_changed(const void *data)
+{
+    Test *t = test_start(data, 1);
+    g_autoptr(QDict) resp = NULL;
+
+    server_start(t, 0, SERVER_NVME);
+    hot_add(t, 1, 0, "nvme0");
+    port_set(t, 1, "unplug-timeout-ms", QOBJECT(qnum_from_int(200)));
+    remove_start(t, 1, "nvme0");
+
+    /* Disarmed: nothing happens, however long the guest takes */
+    port_set(t, 1, "unplug-timeout-ms", QOBJECT(qnum_from_int(0)));
+    qtest_clock_step(t->qts, MS_TO_NS(1000));
+    assert_no_hotplug_event(t);
+    resp = query(t);
+    g_assert_cmpint(qdict_get_int(port_info(resp, 1), "elapsed-ms"), ==,
+                    1000);
+
+    /* Armed again: 1500 ms from the start of the removal */
+    port_set(t, 1, "unplug-timeout-ms", QOBJECT(qnum_from_int(1500)));
+    qtest_clock_step(t->qts, MS_TO_NS(499));
+    assert_no_hotplug_event(t);
+    check_port(t, 1, "removing", "nvme0", "remove");
+    qtest_clock_step(t->qts, MS_TO_NS(1));
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "failed", "timeout",
+                         "the guest did not complete the removal within "
+                         "1500 ms");
+    expect_surprise_removal(t, 1, "nvme0", "timeout",
+                            "the guest did not complete the removal within "
+                            "1500 ms");
+    test_end(t);
+}
+
 int main(int argc, char **argv)
 {
     static const Mode modes[] = {
@@ -569,8 +849,25 @@ int main(int argc, char **argv)
                  test_vfio_nvme_missing_host);
         add_test(m, "vfio-nvme/missing-sysfsdev-fails-cleanly",
                  test_vfio_nvme_missing_sysfsdev);
+        add_test(m, "refuse/cold-plug-at-function-1",
+                 test_refuse_cold_function);
+        add_test(m, "refuse/cold-plug-two-functions",
+                 test_refuse_cold_two_functions);
+        add_test(m, "refuse/hot-add-at-other-address",
+                 test_refuse_hot_function);
+        add_test(m, "refuse/id-device-del-cannot-name", test_refuse_bad_id);
+        add_test(m, "reset/completes-pending-removal",
+                 test_reset_during_removal);
+        add_test(m, "remove/orderly/device-del-again-asks-again",
+                 test_remove_request_again);
+        add_test(m, "refuse/only-migratable-before-guest-is-told",
+                 test_only_migratable);
+        add_test(m, "remove/timeout/changed-while-pending",
+                 test_remove_timeout_changed);
     }
     add_test(&modes[0], "policy/at-most-32-devices", test_33rd_device);
+    add_test(&modes[0], "add/guest-ejects-while-adding-fails-the-add",
+             test_guest_ejects_while_adding);
 
 
     return g_test_run();
