@@ -168,9 +168,14 @@ class ModeRun:
         e2 = reply2.get("error", {}).get("desc", "")
         e3 = reply3.get("error", {}).get("desc", "")
         check(e2.startswith(PENDING), "device_add during removal: %s" % reply2)
-        check("error" in reply3, "second device_del during removal: %s" % reply3)
+        # device_del of the device being removed asks the guest again;
+        # natively QEMU refuses a repeat within 5 s itself
+        check("error" not in reply3 or
+              "already in the process of unplug" in e3,
+              "second device_del during removal: %s" % reply3)
         ev.append("device_add nvme1 during the removal: '%s'" % e2)
-        ev.append("device_del nvme0 again during the removal: '%s'" % e3)
+        ev.append("device_del nvme0 again during the removal: %s"
+                  % ("'%s'" % e3 if e3 else "accepted, the guest asked again"))
         _, e, _ = vm.qmp.wait_hotplug("nvme0", "remove", since=qm, timeout=60)
         check(e["data"]["phase"] == "completed", "removal: %s" % e["data"])
         vm.agent.wait_event("blk-del", blk[3], 30, since=am)
