@@ -15,8 +15,16 @@ obj="$build/qemu-build"
 
 # A lean x86_64 system emulator: TCG and KVM, vfio (kernel and vfio-user
 # client), the vfio-user server (x-remote machine); no docs, Rust, GUI,
-# audio or tools.  Firmware comes from Debian's packages at run time.
-firmware_dirs="/usr/share/qemu /usr/share/seabios /usr/share/OVMF"
+# audio or tools.  Firmware comes from Debian's packages at run time, from
+# the folders Debian's own qemu-system-x86 searches on bookworm
+# (qemu-system-x86_64 -L help): qemu-system-data's /usr/share/qemu
+# (kvmvapic.bin, linuxboot_dma.bin, ...), seabios' /usr/share/seabios
+# (bios-256k.bin, vgabios-*.bin) and ipxe-qemu's /usr/lib/ipxe/qemu
+# (efi-e1000e.rom, the default NIC's ROM on q35, and every other NIC
+# ROM); then OVMF's.  Debian's 10.2 package leaves /usr/lib/ipxe/qemu
+# out because trixie's ipxe-qemu also links its ROMs into /usr/share/qemu;
+# bookworm's does not.
+firmware_dirs="/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu /usr/share/OVMF"
 flags=(
     --target-list=x86_64-softmmu
     --python=/usr/bin/python3
