@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Configure (once, or again when the flags change) and build the fork:
-# qemu-system-x86_64 and the project's qtests, in BUILD_DIR/qemu-build.
+# qemu-system-x86_64, the project's qtests and the upstream qtests listed
+# in tests/upstream-qtests, in BUILD_DIR/qemu-build.
 # ninja rebuilds only what changed; ccache makes a rebuild from scratch
 # cheap when the compiler has seen the same sources before.
 
@@ -71,6 +72,10 @@ fi
 targets=(qemu-system-x86_64)
 for t in "$top"/tests/qtest/*-test.c; do
     [ -f "$t" ] && targets+=("tests/qtest/$(basename "$t" .c)")
+done
+# upstream's own qtests that make check runs too (tests/upstream-qtests)
+for t in $(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF { print $1 }'); do
+    targets+=("tests/qtest/$t")
 done
 
 say "ninja ${targets[*]} (log: $build/ninja.log)"
