@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
 # Configure (once, or again when the flags change) and build the fork:
-# qemu-system-x86_64 and the project's qtests, in BUILD_DIR/qemu-build.
+# qemu-system-x86_64, the project's qtests and the upstream qtests listed
+# in tests/upstream-qtests, in BUILD_DIR/qemu-build.
 # ninja rebuilds only what changed; ccache makes a rebuild from scratch
 # cheap when the compiler has seen the same sources before.
 
@@ -15,8 +16,16 @@ obj="$build/qemu-build"
 
 # A lean x86_64 system emulator: TCG and KVM, vfio (kernel and vfio-user
 # client), the vfio-user server (x-remote machine); no docs, Rust, GUI,
-# audio or tools.  Firmware comes from Debian's packages at run time.
-firmware_dirs="/usr/share/qemu /usr/share/seabios /usr/share/OVMF"
+# audio or tools.  Firmware comes from Debian's packages at run time, from
+# the folders Debian's own qemu-system-x86 searches on bookworm
+# (qemu-system-x86_64 -L help): qemu-system-data's /usr/share/qemu
+# (kvmvapic.bin, linuxboot_dma.bin, ...), seabios' /usr/share/seabios
+# (bios-256k.bin, vgabios-*.bin) and ipxe-qemu's /usr/lib/ipxe/qemu
+# (efi-e1000e.rom, the default NIC's ROM on q35, and every other NIC
+# ROM); then OVMF's.  Debian's 10.2 package leaves /usr/lib/ipxe/qemu
+# out because trixie's ipxe-qemu also links its ROMs into /usr/share/qemu;
+# bookworm's does not.
+firmware_dirs="/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu /usr/share/OVMF"
 flags=(
     --target-list=x86_64-softmmu
     --python=/usr/bin/python3
@@ -63,6 +72,10 @@ fi
 targets=(qemu-system-x86_64)
 for t in "$top"/tests/qtest/*-test.c; do
     [ -f "$t" ] && targets+=("tests/qtest/$(basename "$t" .c)")
+done
+# upstream's own qtests that make check runs too (tests/upstream-qtests)
+for t in $(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF { print $1 }'); do
+    targets+=("tests/qtest/$t")
 done
 
 say "ninja ${targets[*]} (log: $build/ninja.log)"

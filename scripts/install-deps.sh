@@ -26,10 +26,12 @@ build_pkgs="build-essential ccache pkg-config ninja-build flex bison
 new_pkgs="meson python3-pycotap"
 libvirt_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
     libvirt-dev"
-# Runtime firmware (OVMF; option ROMs, linuxboot_dma.bin for -kernel), and
-# the tools that pack the test guest (its packages are only downloaded),
-# and matplotlib for the chart of make bench.
-run_pkgs="ovmf qemu-system-data seabios cpio kmod binutils python3-matplotlib"
+# Runtime firmware (OVMF; SeaBIOS and its VGA BIOSes; option ROMs such as
+# kvmvapic.bin and linuxboot_dma.bin; iPXE's NIC ROMs, efi-e1000e.rom for
+# q35's default NIC), the tools that pack the test guest (its packages are
+# only downloaded), and matplotlib for the chart of make bench.
+run_pkgs="ovmf qemu-system-data seabios ipxe-qemu cpio kmod binutils
+    python3-matplotlib"
 
 . /etc/os-release
 codename="${VERSION_CODENAME:-}"

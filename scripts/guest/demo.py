@@ -39,6 +39,7 @@ def say(text):
 
 
 def guest_lspci_nvme(vm):
+    # an lspci that fails in the guest is an error of the agent's call
     _, _, lines, _ = vm.agent.call("lspci")
     return [l for l in lines if "Non-Volatile" in l or "[0108]" in l]
 
@@ -83,7 +84,11 @@ def main():
         say("guest: PCI %s [%s] +%.2f s, %s +%.2f s, %s +%.2f s"
             % (a["bdf"], a["ids"], a["guest_pci_s"], a["ctrl"], a["guest_nvme_s"],
                a["disk"], a["guest_disk_s"]))
-        for l in guest_lspci_nvme(vm):
+        listed = guest_lspci_nvme(vm)
+        if not listed:
+            raise h.HarnessError("guest lspci lists no NVMe controller after "
+                                 "the hot-add of %s" % a["bdf"])
+        for l in listed:
             say("guest lspci: " + l)
         rows.append(("hot-add", "completed %d ms" % a["completed_ms"],
                      "PCI +%.2f s, %s +%.2f s" % (a["guest_pci_s"], a["disk"],
