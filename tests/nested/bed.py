@@ -79,6 +79,7 @@ class Line:
         self.buf = b""
         self.cond = threading.Condition()
         self.closed = False
+        self.gen = 0            # readers of an older L2 stop reading
         threading.Thread(target=self._reader, daemon=True).start()
 
     def _reader(self):
@@ -96,15 +97,20 @@ class Line:
                 self.cond.notify_all()
 
     def drain(self):
+        """Forget what is buffered, and retire every reader: a new L2."""
         with self.cond:
             self.buf = b""
+            self.gen += 1
+            self.cond.notify_all()
+            return self.gen
 
-    def readline(self, timeout):
+    def readline(self, timeout, gen=None):
         end = h.now() + timeout
         with self.cond:
             while b"\n" not in self.buf:
                 left = end - h.now()
-                if left <= 0 or self.closed:
+                if left <= 0 or self.closed or (gen is not None
+                                                 and gen != self.gen):
                     return None
                 self.cond.wait(left)
             raw, self.buf = self.buf.split(b"\n", 1)
@@ -133,9 +139,10 @@ class LineQmp(h.Qmp):
         self.replies = queue.Queue()
         self.lock = threading.Lock()
         self.closed = False
+        self.gen = line.gen
         end = h.now() + timeout
         while True:
-            raw = line.readline(max(0.1, end - h.now()))
+            raw = line.readline(max(0.1, end - h.now()), self.gen)
             if raw is None:
                 raise BedError("no QMP greeting from L2 within %d s" % timeout)
             try:
@@ -149,9 +156,9 @@ class LineQmp(h.Qmp):
 
     def _reader(self):
         while True:
-            raw = self.line.readline(3600)
+            raw = self.line.readline(3600, self.gen)
             if raw is None:
-                if self.line.closed:
+                if self.line.closed or self.line.gen != self.gen:
                     break
                 continue
             t = h.now()
@@ -296,7 +303,8 @@ class L2:
 
     def log_tail(self, n=8):
         try:
-            return " | ".join(self.bed.sh("tail -n %d /tmp/l2.log" % n))
+            return " | ".join(x[:200] for x in
+                              self.bed.sh("tail -n %d /tmp/l2.log" % n))
         except h.HarnessError as e:
             return "(no log: %s)" % e
 
@@ -330,7 +338,7 @@ def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
          "-chardev", "serial,id=qmp,path=/dev/ttyS2",
          "-mon", "chardev=qmp,mode=control",
          "-chardev", "serial,id=qt,path=/dev/ttyS3",
-         "-qtest", "chardev:qt",
+         "-qtest", "chardev:qt", "-qtest-log", "none",
          "-trace", "passthru_*", "-trace", "vfio_nvme*"]
     if policy:
         a += ["-drive", "if=pflash,format=raw,readonly=on,file=" + OVMF_L1,
@@ -446,6 +454,10 @@ class Bed:
         if check and text != "rc=0":
             raise BedError("L1: '%s': %s: %s" % (command, text, " | ".join(data)))
         return data
+
+    def ok(self, command, timeout=60):
+        """Whether COMMAND succeeds in L1's shell."""
+        return self.agent.call("sh " + command, timeout=timeout)[1] == "rc=0"
 
     def bg(self, tag, command):
         """Start COMMAND in L1's background; returns the agent mark for
