@@ -296,7 +296,8 @@ class Run:
         t0 = h.now()
         out = self.bed.qmp.cmd("human-monitor-command",
                                **{"command-line":
-                                  "pcie_aer_inject_error l0rp1 UNCOR_INTERNAL"})
+                                  "pcie_aer_inject_error l0rp1 COMP_ABORT"})
+        check("rror" not in out, "HMP pcie_aer_inject_error: %s" % out)
         tc, ev, _ = qmp2.wait_hotplug("nvme0", "surprise-remove", timeout=60,
                                       since=m2)
         check(ev["data"]["phase"] == "completed", "L2: %s" % ev["data"])
