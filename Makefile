@@ -6,7 +6,8 @@
 #                apply the patch queue, build, and run every test
 #   make build   the same, without the tests (QEMU and virt-nvme-hotplug)
 #   make demo    hotplug of an NVMe in a real UEFI guest, step by step
-#   make bench   hotplug latencies and memory against upstream (build/bench/)
+#   make bench   hotplug latencies and memory against upstream, and host-side
+#                removal with kernel VFIO (build/bench/)
 #
 # Options (./configure writes them to config.mak; make VAR=... and the
 # environment work too): DEB_CACHE=DIR for an offline package cache,
@@ -56,11 +57,14 @@ demo: build
 	@python3 scripts/guest/demo.py $(DEMO_ARGS)
 
 # hotplug latencies and memory: this project vs upstream vfio-user-pci vs
-# an emulated nvme, ACPI and native (BENCH_ARGS="--quick", "--runs 7", ...)
+# an emulated nvme, ACPI and native (BENCH_ARGS="--quick", "--runs 7", ...);
+# then host-side removal with kernel VFIO, vfio-nvme vs upstream vfio-pci,
+# in the nested bed (NESTED_BENCH_ARGS="--wait 30")
 .PHONY: bench
 bench: build
 	@scripts/guest/build-guest.sh
 	@python3 scripts/guest/bench.py $(BENCH_ARGS)
+	@python3 scripts/nested/bench-nested.py $(NESTED_BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR)/qemu-build

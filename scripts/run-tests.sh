@@ -4,8 +4,8 @@
 # Run every test of the fork and print one summary line at the end:
 # "N passed, N failed".  Tests speak TAP: the build tests under
 # tests/build/, the qtests under tests/qtest/ (run with --tap), upstream's
-# qtests listed in tests/upstream-qtests and the real-guest tests under
-# tests/guest/.  Each
+# qtests listed in tests/upstream-qtests, the real-guest tests under
+# tests/guest/ and the nested kernel-VFIO tests under tests/nested/.  Each
 # test's full output goes to BUILD_DIR/test-logs/NAME.log.
 #
 # Usage: scripts/run-tests.sh [NAME-FILTER]
@@ -87,6 +87,12 @@ done 3< <(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF')
 # Real Linux guest tests: UEFI guests under TCG (a few minutes)
 for t in "$top"/tests/guest/*-test.py; do
     [ -f "$t" ] && run "guest/$(basename "$t" .py)" 20m python3 "$t"
+done
+
+# Kernel VFIO in a nested test bed: L0 TCG + intel-iommu, L1 vfio-pci,
+# L2 the fork in qtest mode (tests/nested/bed.py; about 2 minutes)
+for t in "$top"/tests/nested/*-test.py; do
+    [ -f "$t" ] && run "nested/$(basename "$t" .py)" 15m python3 "$t"
 done
 
 echo

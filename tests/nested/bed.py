@@ -1,0 +1,513 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The nested kernel-VFIO test bed: a real IOMMU, a real vfio-pci.
+
+    host  (this process)
+     L0   the fork's qemu-system-x86_64, TCG, q35 + intel-iommu
+          (intremap=on, caching-mode=on), hotplug-capable pcie-root-ports
+          rp1..rp4 at 00:10.0..00:13.0: emulated NVMe controllers on rp1
+          and rp2 (image files), an e1000e on rp3 (the non-NVMe device),
+          rp4 empty (for a device_add in L0)
+     L1   Debian's kernel (intel_iommu=on iommu=pt), one vCPU, vfio-pci,
+          the fork's QEMU; its agent (tests/nested/l1-init) on ttyS1
+     L2   the fork's QEMU in qtest mode, started by L1 against a real
+          /dev/vfio/N; its QMP on L1's ttyS2, its qtest on ttyS3, which L0
+          forwards to unix sockets here
+
+    bed = Bed("name").start()           # build (cached), boot L0 + L1
+    bdf = bed.bind(bed.slot_bdf(1), "vfio-pci")
+    l2 = bed.start_l2(ports=2)          # L2.qmp (harness.Qmp), L2.qt (QTest)
+    ...
+    l2.stop(); bed.stop()
+
+Why the fork's QEMU as L0 and not Debian's: it is always there (the
+build makes it; scripts/install-deps.sh installs no qemu-system-x86),
+it is the pinned upstream 10.2.2 the research measured, and bookworm's
+7.2 would be one more variable.  L0 never runs project code paths: it
+only emulates the hardware.
+
+Every missing piece raises BedError (tests report it as a failure, never
+a skip).  Python 3 standard library only.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "guest"))
+sys.dont_write_bytecode = True
+import harness as h  # noqa: E402
+
+TOP = h.TOP
+BUILD = h.BUILD
+NESTED = os.path.join(BUILD, "nested")
+OVMF_L1 = "/usr/share/OVMF/OVMF_CODE_4M.fd"     # path inside L1 too
+
+# L0's root ports: (slot in L1's bus 0, what sits there)
+SLOTS = {1: "10", 2: "11", 3: "12", 4: "13"}
+
+
+class BedError(h.HarnessError):
+    pass
+
+
+def build():
+    """Run scripts/nested/build-bed.sh; return its output lines."""
+    p = subprocess.run([os.path.join(TOP, "scripts", "nested", "build-bed.sh")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    if p.returncode != 0:
+        raise BedError("build-bed.sh failed: %s" % p.stdout.strip()[-500:])
+    return p.stdout.splitlines()
+
+
+# --------------------------------------------------------------------------
+# a byte stream carried over a serial line of L1 (QMP or qtest of L2)
+
+
+class Line:
+    """Connection to one of L0's serial chardev sockets."""
+
+    def __init__(self, path, timeout=30):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        h.wait_for(lambda: h.try_connect(self.sock, path), timeout,
+                   "socket %s" % path)
+        self.buf = b""
+        self.cond = threading.Condition()
+        self.closed = False
+        self.gen = 0            # readers of an older L2 stop reading
+        threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self):
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            with self.cond:
+                if not chunk:
+                    self.closed = True
+                    self.cond.notify_all()
+                    return
+                self.buf += chunk
+                self.cond.notify_all()
+
+    def drain(self):
+        """Forget what is buffered, and retire every reader: a new L2."""
+        with self.cond:
+            self.buf = b""
+            self.gen += 1
+            self.cond.notify_all()
+            return self.gen
+
+    def readline(self, timeout, gen=None):
+        end = h.now() + timeout
+        with self.cond:
+            while b"\n" not in self.buf:
+                left = end - h.now()
+                if left <= 0 or self.closed or (gen is not None
+                                                 and gen != self.gen):
+                    return None
+                self.cond.wait(left)
+            raw, self.buf = self.buf.split(b"\n", 1)
+            return raw.decode(errors="replace").strip("\r\0 ")
+
+    def write(self, data):
+        self.sock.sendall(data)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class LineQmp(h.Qmp):
+    """harness.Qmp over a Line: the greeting comes when L2 starts."""
+
+    def __init__(self, line, timeout=60, log=None):
+        self.line = line
+        self.sock = line.sock
+        self.log = log
+        self.events = []
+        self.cond = threading.Condition()
+        import queue
+        self.replies = queue.Queue()
+        self.lock = threading.Lock()
+        self.closed = False
+        self.gen = line.gen
+        end = h.now() + timeout
+        while True:
+            raw = line.readline(max(0.1, end - h.now()), self.gen)
+            if raw is None:
+                raise BedError("no QMP greeting from L2 within %d s" % timeout)
+            try:
+                if "QMP" in json.loads(raw):
+                    break
+            except ValueError:
+                pass        # noise of the line before L2 opened it
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+        self.cmd("qmp_capabilities")
+
+    def _reader(self):
+        while True:
+            raw = self.line.readline(3600, self.gen)
+            if raw is None:
+                if self.line.closed or self.line.gen != self.gen:
+                    break
+                continue
+            t = h.now()
+            if self.log:
+                self.log.write("%.3f <- %s\n" % (t, raw))
+                self.log.flush()
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            if "event" in msg:
+                with self.cond:
+                    self.events.append((t, msg))
+                    self.cond.notify_all()
+            else:
+                self.replies.put((t, msg))
+        self.closed = True
+        self.replies.put((h.now(), None))
+        with self.cond:
+            self.cond.notify_all()
+
+
+class QTest:
+    """The qtest protocol of L2 (readl, writel, outl, memread, ...)."""
+
+    def __init__(self, line, log=None):
+        self.line = line
+        self.log = log
+        self.lock = threading.Lock()
+
+    def cmd(self, text, timeout=30):
+        with self.lock:
+            self.line.write((text + "\n").encode())
+            while True:
+                r = self.line.readline(timeout)
+                if r is None:
+                    raise BedError("qtest: no answer to '%s'" % text[:60])
+                if self.log:
+                    self.log.write("%s -> %s\n" % (text[:80], r[:80]))
+                if r.startswith("IRQ"):
+                    continue
+                if r.startswith("OK"):
+                    return r[2:].strip()
+                if r.startswith("FAIL") or r.startswith("ERR"):
+                    raise BedError("qtest: '%s' failed: %s" % (text[:60], r))
+                # anything else is noise from before L2 took the line
+
+    def sync(self):
+        """Wait until L2 answers on the line (it has just started)."""
+        h.wait_for(lambda: self._try("inb 0x80"), 60, "qtest answer", step=0.5)
+
+    def _try(self, text):
+        try:
+            self.cmd(text, timeout=2)
+            return True
+        except BedError:
+            return False
+
+    def _num(self, text):
+        return int(self.cmd(text), 16)
+
+    def readb(self, a): return self._num("readb 0x%x" % a)
+    def readw(self, a): return self._num("readw 0x%x" % a)
+    def readl(self, a): return self._num("readl 0x%x" % a)
+    def readq(self, a): return self._num("readq 0x%x" % a)
+    def writeb(self, a, v): self.cmd("writeb 0x%x 0x%x" % (a, v))
+    def writew(self, a, v): self.cmd("writew 0x%x 0x%x" % (a, v))
+    def writel(self, a, v): self.cmd("writel 0x%x 0x%x" % (a, v))
+    def writeq(self, a, v): self.cmd("writeq 0x%x 0x%x" % (a, v))
+    def inb(self, p): return self._num("inb 0x%x" % p)
+    def inw(self, p): return self._num("inw 0x%x" % p)
+    def inl(self, p): return self._num("inl 0x%x" % p)
+    def outb(self, p, v): self.cmd("outb 0x%x 0x%x" % (p, v))
+    def outw(self, p, v): self.cmd("outw 0x%x 0x%x" % (p, v))
+    def outl(self, p, v): self.cmd("outl 0x%x 0x%x" % (p, v))
+
+    def memread(self, a, n):
+        r = self.cmd("read 0x%x 0x%x" % (a, n))
+        return bytes.fromhex(r[2:] if r.startswith("0x") else r)
+
+    def memwrite(self, a, data):
+        self.cmd("write 0x%x 0x%x 0x%s" % (a, len(data), data.hex()))
+
+    def memset(self, a, n, v):
+        self.cmd("memset 0x%x 0x%x 0x%02x" % (a, n, v))
+
+    # PCI config space through 0xcf8/0xcfc (bus, devfn)
+    def _cfg_addr(self, bus, devfn, off):
+        self.outl(0xcf8, 0x80000000 | bus << 16 | devfn << 8 | (off & 0xfc))
+
+    def cfg_read(self, bus, devfn, off, size=4):
+        self._cfg_addr(bus, devfn, off)
+        port = 0xcfc + (off & 3)
+        return {1: self.inb, 2: self.inw, 4: self.inl}[size](port)
+
+    def cfg_write(self, bus, devfn, off, val, size=4):
+        self._cfg_addr(bus, devfn, off)
+        port = 0xcfc + (off & 3)
+        {1: self.outb, 2: self.outw, 4: self.outl}[size](port, val)
+
+    def find_cap(self, bus, devfn, cap_id):
+        pos = self.cfg_read(bus, devfn, 0x34, 1) & 0xfc
+        while pos:
+            if self.cfg_read(bus, devfn, pos, 1) == cap_id:
+                return pos
+            pos = self.cfg_read(bus, devfn, pos + 1, 1) & 0xfc
+        return 0
+
+
+# --------------------------------------------------------------------------
+# L2
+
+
+class L2:
+    """One L2 QEMU in qtest mode, started by L1's agent.  .qmp, .qt."""
+
+    def __init__(self, bed, args, name):
+        self.bed = bed
+        self.args = args
+        self.name = name
+        self.qmp = None
+        self.qt = None
+        self.pid = None
+
+    def start(self, timeout=90):
+        bed = self.bed
+        for line in (bed.qmp_line, bed.qt_line):
+            line.drain()
+        am = bed.agent.mark()
+        _, text, _, _ = bed.agent.call("l2 " + " ".join(self.args), timeout=30)
+        self.pid = text.partition("pid=")[2].strip()
+        self.exit_mark = am
+        try:
+            self.qmp = LineQmp(bed.qmp_line, timeout,
+                               log=open(bed.p("%s-qmp.log" % self.name), "w"))
+        except BedError as e:
+            raise BedError("%s; L2 log: %s" % (e, self.log_tail()))
+        self.qt = QTest(bed.qt_line,
+                        log=open(bed.p("%s-qtest.log" % self.name), "w"))
+        self.qt.sync()
+        return self
+
+    def log_tail(self, n=8):
+        try:
+            return " | ".join(x[:200] for x in
+                              self.bed.sh("tail -n %d /tmp/l2.log" % n))
+        except h.HarnessError as e:
+            return "(no log: %s)" % e
+
+    def running(self):
+        """L2 answers QMP and its VM is not stopped."""
+        return self.qmp.cmd("query-status")["status"]
+
+    def exited(self):
+        for e in self.bed.agent.events_since(self.exit_mark):
+            if e[2] == "l2-exit" and e[3] == self.pid:
+                return e
+        return None
+
+    def stop(self):
+        if self.exited():
+            return
+        try:
+            self.qmp.send("quit")
+            h.wait_for(self.exited, 20, "L2 to exit", step=0.2)
+        except h.HarnessError:
+            self.bed.agent.call("l2-kill", check=False)
+            h.wait_for(self.exited, 20, "L2 to die", step=0.2)
+
+
+def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
+            policy=True, extra=()):
+    """The L2 command line: q35, qtest, PORTS ports rp1.. at 00:04.0 on."""
+    a = ["-machine", "q35,memory-backend=m0", "-accel", "qtest",
+         "-nodefaults", "-display", "none",
+         "-object", "memory-backend-memfd,id=m0,size=%dM,share=on" % mem_mib,
+         "-chardev", "serial,id=qmp,path=/dev/ttyS2",
+         "-mon", "chardev=qmp,mode=control",
+         "-chardev", "serial,id=qt,path=/dev/ttyS3",
+         "-qtest", "chardev:qt", "-qtest-log", "none",
+         "-trace", "passthru_*", "-trace", "vfio_nvme*"]
+    if policy:
+        a += ["-drive", "if=pflash,format=raw,readonly=on,file=" + OVMF_L1,
+              "-overcommit", "mem-lock=on"]
+    for n in range(1, ports + 1):
+        a += ["-device", "%s,id=rp%d,bus=pcie.0,chassis=%d,addr=0x%x"
+              % (port_driver, n, n, 3 + n)]
+    return a + list(extra)
+
+
+# --------------------------------------------------------------------------
+# L0 + L1
+
+
+class Bed:
+    def __init__(self, name, l1_mem_mib=1024):
+        self.name = name
+        self.run_dir = h.new_run_dir("nested-" + name)
+        self.mem = l1_mem_mib
+        self.proc = None
+        self.qmp = None         # L0's QMP
+        self.agent = None       # L1's agent
+        self.qmp_line = None
+        self.qt_line = None
+        self.l2_count = 0
+        self.p = lambda f: os.path.join(self.run_dir, f)
+
+    def command_line(self):
+        kernel = os.path.join(NESTED, "vmlinuz")
+        initrd = os.path.join(NESTED, "l1.img")
+        for f in (kernel, initrd):
+            if not os.path.exists(f):
+                raise BedError("missing %s (scripts/nested/build-bed.sh)" % f)
+        for i in (1, 2):
+            h.make_image(self.p("nvme%d.img" % i), 64)
+        sock = lambda n: "socket,id=%s,server=on,wait=off,path=%s" % (
+            n, self.p(n + ".sock"))
+        cmd = [h.qemu_binary(), "-name", "l0", "-accel", "tcg",
+               "-machine", "q35", "-cpu", "max", "-smp", "1",
+               "-m", "%dM" % self.mem, "-nodefaults", "-display", "none",
+               "-no-reboot",
+               "-device", "intel-iommu,intremap=on,caching-mode=on",
+               "-kernel", kernel, "-initrd", initrd,
+               "-append", "console=ttyS0 intel_iommu=on iommu=pt "
+               "no_timer_check panic=-1 loglevel=6",
+               "-chardev", "file,id=con,path=" + self.p("l1-console.log"),
+               "-serial", "chardev:con",
+               "-chardev", sock("agent"), "-serial", "chardev:agent",
+               "-chardev", sock("l2qmp"), "-serial", "chardev:l2qmp",
+               "-chardev", sock("l2qt"), "-serial", "chardev:l2qt",
+               "-qmp", "unix:%s,server=on,wait=off" % self.p("l0qmp.sock")]
+        for n, slot in SLOTS.items():
+            cmd += ["-device", "pcie-root-port,id=l0rp%d,bus=pcie.0,"
+                    "chassis=%d,addr=0x%s" % (n, n, slot)]
+        for i in (1, 2):
+            cmd += ["-drive", "if=none,id=d%d,format=raw,file=%s"
+                    % (i, self.p("nvme%d.img" % i)),
+                    "-device", "nvme,id=l0nvme%d,bus=l0rp%d,serial=bed%d,"
+                    "drive=d%d" % (i, i, i, i)]
+        cmd += ["-device", "e1000e,id=l0nic,bus=l0rp3,romfile="]
+        return cmd
+
+    def start(self, boot_timeout=240):
+        for f in ("agent.sock", "l2qmp.sock", "l2qt.sock", "l0qmp.sock"):
+            if os.path.exists(self.p(f)):
+                os.unlink(self.p(f))
+        cmd = self.command_line()
+        self.t_start = h.now()
+        self.log = open(self.p("l0.log"), "w")
+        self.log.write("# %s\n" % " ".join(cmd))
+        self.log.flush()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     cwd=self.run_dir, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            h.wait_for(lambda: os.path.exists(self.p("l0qmp.sock"))
+                       or self.proc.poll() is not None, 30, "L0 sockets")
+            if self.proc.poll() is not None:
+                raise BedError("L0 exited with %s: %s"
+                               % (self.proc.returncode, self.tail("l0.log")))
+            self.qmp = h.Qmp(self.p("l0qmp.sock"),
+                             log=open(self.p("l0-qmp.log"), "w"))
+            self.agent = h.Agent(self.p("agent.sock"),
+                                 log=open(self.p("l1-agent.log"), "w"))
+            self.qmp_line = Line(self.p("l2qmp.sock"))
+            self.qt_line = Line(self.p("l2qt.sock"))
+            t, up, kernel = self.agent.wait_ready(boot_timeout)
+            self.boot_wall = t - self.t_start
+            self.kernel = kernel
+        except BaseException as e:
+            self.stop()
+            if isinstance(e, h.HarnessError):
+                raise BedError("L1 boot: %s; console: %s"
+                               % (e, self.tail("l1-console.log")))
+            raise
+        return self
+
+    def tail(self, f, n=5):
+        try:
+            with open(self.p(f), errors="replace") as fh:
+                return " | ".join(fh.read().splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # ---- L1 ----
+
+    def sh(self, command, timeout=60, check=True):
+        """Run COMMAND in L1's shell: its output lines (rc 0 wanted)."""
+        _, text, data, _ = self.agent.call("sh " + command, timeout=timeout)
+        if check and text != "rc=0":
+            raise BedError("L1: '%s': %s: %s" % (command, text, " | ".join(data)))
+        return data
+
+    def ok(self, command, timeout=60):
+        """Whether COMMAND succeeds in L1's shell."""
+        return self.agent.call("sh " + command, timeout=timeout)[1] == "rc=0"
+
+    def bg(self, tag, command):
+        """Start COMMAND in L1's background; returns the agent mark for
+        wait_bg."""
+        m = self.agent.mark()
+        self.agent.call("bg %s %s" % (tag, command))
+        return m
+
+    def wait_bg(self, tag, mark, timeout):
+        """(rc, seconds the command took on L1's clock, output) of bg TAG."""
+        ev = self.agent.wait_event("bg-done", tag, timeout, since=mark)
+        fields = ev[4].split(" ", 2)
+        rc = int(fields[0].partition("=")[2])
+        start = float(fields[1].partition("=")[2])
+        return rc, ev[1] - start, fields[2] if len(fields) > 2 else ""
+
+    def slot_bdf(self, n):
+        """L1's address of the device behind L0's root port rp N."""
+        return self.sh("below %s" % SLOTS[n])[0].strip()
+
+    def device_info(self, bdf):
+        """(class, driver or '') of BDF in L1."""
+        out = self.sh("cat /sys/bus/pci/devices/%s/class; "
+                      "basename \"$(readlink /sys/bus/pci/devices/%s/driver)\""
+                      % (bdf, bdf))
+        return out[0].strip(), out[1].strip() if len(out) > 1 else ""
+
+    def bind(self, bdf, driver):
+        """Bind BDF to DRIVER in L1; for vfio-pci returns /dev/vfio/N."""
+        self.sh("bind %s %s" % (bdf, driver))
+        if driver == "vfio-pci":
+            g = self.sh("group %s" % bdf)[0].strip()
+            self.sh("test -c /dev/vfio/%s" % g)
+            return "/dev/vfio/" + g
+        return None
+
+    def start_l2(self, ports=1, **kw):
+        self.l2_count += 1
+        return L2(self, l2_args(ports, **kw), "l2-%d" % self.l2_count).start()
+
+    def stop(self):
+        if self.alive():
+            try:
+                self.qmp.send("quit")
+                self.proc.wait(10)
+            except (h.HarnessError, subprocess.TimeoutExpired, AttributeError):
+                pass
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait(10)
+        for x in (self.qmp, self.agent, self.qmp_line, self.qt_line):
+            if x:
+                x.close()

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""vfio-nvme against the real kernel: a nested test bed (tests/nested/bed.py)
+with an emulated VT-d in L0, vfio-pci in L1 and the fork in qtest mode
+as L2, whose guest qtest plays (tests/nested/qnvme.py).  One L0/L1 boot
+for every test; a fresh L2 where a test needs one.  TAP on stdout.
+
+Nothing is skipped: a missing piece of the bed is a failure."""
+
+import os
+import sys
+import time
+import traceback
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bed as B  # noqa: E402
+import qnvme as Q  # noqa: E402
+
+h = B.h
+check = h.check
+LBA = 8                 # where L2 writes
+BOUND_S = 10            # a host-side removal must return within this
+
+TESTS = ["boot", "hot-add", "refusals", "orderly-removal",
+         "host-remove", "host-unbind", "l0-device-del", "l0-device-add",
+         "aer-error"]
+
+
+class Run:
+    def __init__(self):
+        self.bed = None
+        self.l2 = None
+        self.bdf = None         # the NVMe behind L0's rp1, in L1
+        self.times = {}
+
+    # ---- helpers ----
+
+    def new_l2(self, ports=2):
+        if self.l2:
+            self.l2.stop()
+            self.l2 = None
+        self.l2 = self.bed.start_l2(ports=ports)
+        for n in range(1, ports + 1):
+            Q.number_bus(self.l2.qt, n)
+        return self.l2
+
+    def hot_add(self, host, n=1, dev="nvme0"):
+        """device_add vfio-nvme on rp N of L2; the guest enables it."""
+        qmp, qt = self.l2.qmp, self.l2.qt
+        m = qmp.mark()
+        t0 = h.now()
+        qmp.cmd("device_add", driver="vfio-nvme", id=dev, bus="rp%d" % n,
+                host=host)
+        t_reply = h.now() - t0
+        _, ev, _ = qmp.wait_hotplug(dev, "add", ("started",), 30, m)
+        state = self.port(n)
+        check(state["state"] == "adding", "port rp%d: %s" % (n, state))
+        check(not qmp.events[m:] or all(
+            e[1]["data"].get("phase") != "completed"
+            for e in qmp.events[m:] if e[1]["event"] == "PASSTHRU_HOTPLUG"),
+            "the add completed before the guest enabled the device")
+        cls = Q.guest_enable(qt, n)
+        _, ev, _ = qmp.wait_hotplug(dev, "add", timeout=30, since=m)
+        check(ev["data"]["phase"] == "completed", "add: %s" % ev["data"])
+        return cls, t_reply, state
+
+    def port(self, n):
+        for p in self.l2.qmp.cmd("query-passthru-hotplug")["ports"]:
+            if p["id"] == "rp%d" % n:
+                return p
+        raise h.HarnessError("no port rp%d in L2" % n)
+
+    def ack_surprise(self, n):
+        """The guest saw the slot emptied; it ejects (ACPI _EJ0)."""
+        qt, qmp = self.l2.qt, self.l2.qmp
+        check(not Q.device_present(qt, n),
+              "the device still answers config reads after its removal")
+        check(Q.acpi_down(qt, qmp, n) == 1, "ACPI did not ask for the eject")
+        Q.acpi_eject(qt, qmp, n)
+        h.wait_for(lambda: self.port(n)["state"] == "empty", 30,
+                   "rp%d empty" % n, step=0.2)
+
+    def surprise(self, dev, n, action, tag):
+        """Run ACTION in L1's background while L2 holds DEV on rp N;
+        L2 must surprise-remove with cause host-gone and ACTION return
+        in bounded time.  Returns diagnostics."""
+        qmp = self.l2.qmp
+        m = qmp.mark()
+        t0 = h.now()
+        mark = self.bed.bg(tag, action)
+        tc, ev, _ = qmp.wait_hotplug(dev, "surprise-remove", timeout=60,
+                                     since=m)
+        d = ev["data"]
+        check(d["phase"] == "completed", "surprise-remove %s" % d)
+        check(d.get("cause") == "host-gone", "cause %s, not host-gone"
+              % d.get("cause"))
+        td, _, _ = qmp.wait_event(
+            lambda e: e["event"] == "DEVICE_DELETED"
+            and e.get("data", {}).get("device") == dev, 30, m, "DEVICE_DELETED")
+        rc, took, out = self.bed.wait_bg(tag, mark, 60)
+        t_host = h.now() - t0
+        check(rc == 0, "L1 '%s' failed: rc=%d %s" % (action, rc, out))
+        check(took < BOUND_S, "L1 '%s' took %.1f s (bound %d s)"
+              % (action, took, BOUND_S))
+        check(self.l2.running() == "running", "L2 not running")
+        self.times[tag] = (took, tc - t0)
+        return ["L1 '%s' returned after %.2f s (L1 clock); L2 "
+                "surprise-remove completed %.2f s after it was started "
+                "(host clock), DEVICE_DELETED %.2f s; reason: %s"
+                % (action, took, tc - t0, td - t0, d.get("reason")),
+                "whole step on the host %.2f s" % t_host]
+
+    def nvme_bdf_back(self):
+        """After an L1 rescan: the NVMe is back behind rp1, with nvme."""
+        self.bed.sh("echo 1 > /sys/bus/pci/rescan")
+        h.wait_for(lambda: self.bed.sh("below 10", check=False) and
+                   self.bed.sh("below 10", check=False)[0].startswith("0000"),
+                   30, "the NVMe back in L1", step=0.5)
+        return self.bed.slot_bdf(1)
+
+    # ---- tests ----
+
+    def t_boot(self):
+        lines = B.build()
+        self.bed = B.Bed("test").start()
+        self.bdf = self.bed.slot_bdf(1)
+        info = {n: self.bed.device_info(self.bed.slot_bdf(n)) for n in (1, 2, 3)}
+        check(info[1] == ("0x010802", "nvme"), "rp1: %s" % (info[1],))
+        check(info[2] == ("0x010802", "nvme"), "rp2: %s" % (info[2],))
+        check(info[3][0] == "0x020000", "rp3: %s" % (info[3],))
+        dmar = self.bed.sh("dmesg | grep -c 'DMAR: Intel(R) Virtualization'")
+        check(dmar[0].strip() != "0", "no VT-d in L1")
+        return ("L0 (TCG, intel-iommu) boots L1 (%s) in %.1f s; NVMe on "
+                "rp1/rp2 bound to nvme, e1000e on rp3"
+                % (self.bed.kernel, self.bed.boot_wall),
+                lines[-1:] + ["%s: %s" % (k, v) for k, v in info.items()])
+
+    def t_hot_add(self):
+        vfio = self.bed.bind(self.bdf, "vfio-pci")
+        t0 = h.now()
+        self.new_l2()
+        t_l2 = h.now() - t0
+        cls, t_reply, state = self.hot_add(self.bdf)
+        check(cls == 0x010802, "class %06x read in L2" % cls)
+        d = Q.Nvme(self.l2.qt, 1).start()
+        serial, model = d.identify()
+        check(serial == "bed1", "Identify: serial %r, model %r" % (serial, model))
+        d.write(LBA, 0x5a)
+        data = d.read(LBA)
+        check(data == b"\x5a" * 512, "read back %r..." % data[:16])
+        d.flush()
+        self.drv = d
+        return ("vfio-nvme on %s (%s): class 01:08:02 from the device, BAR 0 "
+                "(%d KiB) mapped, Identify serial %s, write+read+flush by DMA "
+                "through the IOMMU" % (self.bdf, vfio, d.bar_size >> 10, serial),
+                ["L2 started in %.1f s; device_add answered in %.2f s"
+                 % (t_l2, t_reply), "port while adding: %s" % state,
+                 "model %s" % model])
+
+    def t_refusals(self):
+        qmp = self.l2.qmp
+        nic = self.bed.slot_bdf(3)
+        self.bed.bind(nic, "vfio-pci")
+        other = self.bed.slot_bdf(2)
+        self.bed.bind(other, "vfio-pci")
+        m = qmp.mark()
+        errs = []
+        for args, want in (
+                ({"host": nic}, "is not an NVMe controller"),
+                ({"host": other, "x-pci-class-code": 0x010802},
+                 "'x-pci-class-code' is not allowed"),
+                ({"host": other, "x-pci-vendor-id": 0x8086},
+                 "'x-pci-vendor-id' is not allowed")):
+            reply, _ = qmp.send("device_add", driver="vfio-nvme", id="bad0",
+                                bus="rp2", **args)
+            desc = reply.get("error", {}).get("desc", "")
+            check(want in desc, "device_add %s: %r, not ...%s..."
+                  % (args, desc or reply, want))
+            errs.append(desc)
+        qmp.cmd("query-status")
+        ev = [e for _, e in qmp.events[m:] if e["event"] == "PASSTHRU_HOTPLUG"]
+        check(not ev, "refused adds sent events: %s" % ev)
+        check(self.l2.running() == "running", "L2 not running")
+        check(self.port(2)["state"] == "empty", "rp2 %s" % self.port(2))
+        check(self.drv.read(LBA) == b"\x5a" * 512, "nvme0 broken")
+        self.bed.bind(other, "nvme")
+        return ("refused with real devices: e1000e by its class, identity "
+                "overrides; L2 runs on, nvme0 still answers", errs)
+
+    def t_orderly_removal(self):
+        qmp, qt = self.l2.qmp, self.l2.qt
+        m = qmp.mark()
+        qmp.cmd("device_del", id="nvme0")
+        qmp.wait_hotplug("nvme0", "remove", ("started",), 30, m)
+        check(Q.acpi_down(qt, qmp, 1) == 1, "ACPI did not ask for the eject")
+        Q.acpi_eject(qt, qmp, 1)
+        _, ev, _ = qmp.wait_hotplug("nvme0", "remove", timeout=30, since=m)
+        check(ev["data"]["phase"] == "completed", "remove %s" % ev["data"])
+        qmp.wait_event(lambda e: e["event"] == "DEVICE_DELETED", 30, m)
+        self.l2.stop()
+        self.l2 = None
+        self.bed.bind(self.bdf, "nvme")
+        disk = h.wait_for(lambda: self.bed.sh(
+            "ls /sys/bus/pci/devices/%s/nvme/*/ 2>/dev/null | grep '^nvme[0-9]*n1$'"
+            % self.bdf, check=False), 30, "nvme disk in L1", step=0.5)[0]
+        h.wait_for(lambda: self.bed.ok("test -b /dev/%s" % disk), 10,
+                   "/dev/%s" % disk, step=0.5)
+        out = self.bed.sh("dd if=/dev/%s of=/tmp/blk bs=512 skip=%d count=1 "
+                          "2>&1 >/dev/null | grep -v records; tr -d Z </tmp/blk "
+                          "| wc -c; wc -c </tmp/blk" % (disk, LBA))
+        check([x.strip() for x in out] == ["0", "512"],
+              "L1 reads back %s (non-pattern bytes, bytes)" % out)
+        return ("orderly removal (device_del + ACPI eject); L1 rebinds nvme "
+                "and reads L2's block from /dev/%s" % disk, [])
+
+    def t_host_remove(self):
+        self.bed.bind(self.bdf, "vfio-pci")
+        self.new_l2()
+        self.hot_add(self.bdf)
+        d = Q.Nvme(self.l2.qt, 1).start()
+        d.identify()
+        diag = self.surprise("nvme0", 1, "echo 1 > /sys/bus/pci/devices/%s/remove"
+                             % self.bdf, "remove")
+        self.ack_surprise(1)
+        self.bdf = self.nvme_bdf_back()
+        return ("L1 removes the device L2 holds: L2 surprise-removes "
+                "(host-gone), the write returns in %.2f s" % self.times["remove"][0],
+                diag)
+
+    def t_host_unbind(self):
+        self.bed.bind(self.bdf, "vfio-pci")
+        self.hot_add(self.bdf)
+        Q.Nvme(self.l2.qt, 1).start().identify()
+        diag = self.surprise(
+            "nvme0", 1, "echo %s > /sys/bus/pci/drivers/vfio-pci/unbind" % self.bdf,
+            "unbind")
+        self.ack_surprise(1)
+        self.bed.bind(self.bdf, "nvme")
+        return ("L1 unbinds vfio-pci under L2: L2 surprise-removes (host-gone), "
+                "the write returns in %.2f s" % self.times["unbind"][0], diag)
+
+    def t_l0_device_del(self):
+        self.bed.bind(self.bdf, "vfio-pci")
+        self.hot_add(self.bdf)
+        Q.Nvme(self.l2.qt, 1).start().identify()
+        qmp2 = self.l2.qmp
+        m2, m0 = qmp2.mark(), self.bed.qmp.mark()
+        t0 = h.now()
+        self.bed.qmp.cmd("device_del", id="l0nvme1")
+        tc, ev, _ = qmp2.wait_hotplug("nvme0", "surprise-remove", timeout=60,
+                                      since=m2)
+        check(ev["data"]["phase"] == "completed" and
+              ev["data"].get("cause") == "host-gone", "L2: %s" % ev["data"])
+        td, _, _ = self.bed.qmp.wait_event(
+            lambda e: e["event"] == "DEVICE_DELETED"
+            and e.get("data", {}).get("device") == "l0nvme1", 60, m0,
+            "DEVICE_DELETED l0nvme1 in L0")
+        check(self.l2.running() == "running", "L2 not running")
+        self.ack_surprise(1)
+        self.times["l0-del"] = (td - t0, tc - t0)
+        return ("L0 device_del of the NVMe: L2 surprise-removes after %.2f s, "
+                "L0's DEVICE_DELETED after %.2f s" % (tc - t0, td - t0),
+                ["reason: %s" % ev["data"].get("reason")])
+
+    def t_l0_device_add(self):
+        img = self.bed.p("nvme3.img")
+        h.make_image(img, 64)
+        q0 = self.bed.qmp
+        q0.cmd("blockdev-add", driver="raw", **{"node-name": "d3"},
+               file={"driver": "file", "filename": img})
+        t0 = h.now()
+        q0.cmd("device_add", driver="nvme", id="l0nvme3", bus="l0rp1",
+               serial="bed3", drive="d3")
+        self.bdf = h.wait_for(lambda: (self.bed.sh("below 10", check=False)
+                                       or [""])[0].strip(), 60,
+                              "the new NVMe in L1", step=0.5)
+        seen = h.now() - t0
+        h.wait_for(lambda: self.bed.device_info(self.bdf)[1] == "nvme", 30,
+                   "nvme bound in L1", step=0.5)
+        self.bed.bind(self.bdf, "vfio-pci")
+        self.hot_add(self.bdf)
+        serial, _ = Q.Nvme(self.l2.qt, 1).start().identify()
+        check(serial == "bed3", "Identify serial %r" % serial)
+        return ("L0 device_add of a new NVMe: L1 sees it after %.1f s, binds "
+                "vfio-pci, L2 hot-adds it (Identify serial bed3)" % seen, [])
+
+    def t_aer_error(self):
+        if self.bed.device_info(self.bdf)[1] != "vfio-pci":
+            self.bed.bind(self.bdf, "vfio-pci")
+        if not self.l2 or self.port(1).get("state") != "present":
+            self.new_l2()
+            self.hot_add(self.bdf)
+        qmp2 = self.l2.qmp
+        m2 = qmp2.mark()
+        t0 = h.now()
+        out = self.bed.qmp.cmd("human-monitor-command",
+                               **{"command-line":
+                                  "pcie_aer_inject_error l0rp1 COMP_ABORT"})
+        check("rror" not in out, "HMP pcie_aer_inject_error: %s" % out)
+        tc, ev, _ = qmp2.wait_hotplug("nvme0", "surprise-remove", timeout=60,
+                                      since=m2)
+        check(ev["data"]["phase"] == "completed", "L2: %s" % ev["data"])
+        check(self.l2.running() == "running", "L2 stopped: %s"
+              % self.l2.running())
+        self.times["aer"] = (tc - t0,)
+        aer = self.bed.sh("dmesg | grep -i -e aer -e vfio -e 'pcieport' | "
+                          "tail -n 6", check=False)
+        return ("AER error on L1's root port: vfio-nvme surprise-removes "
+                "after %.2f s (cause %s), L2 keeps running"
+                % (tc - t0, ev["data"].get("cause")),
+                ["HMP: %r" % out, "reason: %s" % ev["data"].get("reason")]
+                + aer)
+
+    def evidence(self):
+        out = []
+        if self.l2:
+            out.append("L2 log: " + self.l2.log_tail())
+            out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
+                                          for _, e in self.l2.qmp.events[-6:]])
+        if self.bed and self.bed.alive():
+            out += self.bed.sh("dmesg | tail -n 8", check=False)
+            out += self.bed.sh("dmesg | grep -i aer | tail -n 6", check=False)
+        elif self.bed:
+            out.append("L0 gone: " + self.bed.tail("l0.log"))
+            out.append("L1 console: " + self.bed.tail("l1-console.log"))
+        if self.bed:
+            out.append("logs: " + self.bed.run_dir)
+        return out
+
+
+def main():
+    tests = sys.argv[1:] or TESTS
+    print("1..%d" % len(tests))
+    run = Run()
+    t_all = time.monotonic()
+    try:
+        for t in tests:
+            t0 = time.monotonic()
+            try:
+                if t != "boot" and run.bed is None:
+                    raise h.HarnessError("no bed (boot failed)")
+                desc, diag = getattr(run, "t_" + t.replace("-", "_"))()
+                h.tap(True, "%s: %s" % (t, desc),
+                      diag + ["took %.1f s" % (time.monotonic() - t0)])
+            except Exception as e:      # noqa: BLE001 - reported, go on
+                diag = []
+                try:
+                    diag = run.evidence()
+                except Exception as e2:     # noqa: BLE001
+                    diag = ["(no evidence: %s)" % e2]
+                if not isinstance(e, (h.Fail, h.HarnessError)):
+                    diag.append(traceback.format_exc())
+                h.tap(False, "%s: %s" % (t, e), diag)
+    finally:
+        if run.l2:
+            try:
+                run.l2.stop()
+            except Exception:   # noqa: BLE001
+                pass
+        if run.bed:
+            run.bed.stop()
+    h.note("times (s): %s" % {k: tuple(round(x, 2) for x in v)
+                              for k, v in run.times.items()})
+    h.note("total %.1f s" % (time.monotonic() - t_all))
+
+
+if __name__ == "__main__":
+    main()
