@@ -166,6 +166,17 @@ static void vfio_nvme_realize(PCIDevice *pdev, Error **errp)
 {
     VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
 
+    /*
+     * Without the device request notifier the host's removal or unbind
+     * of the device blocks in the kernel until the guest lets go, and
+     * no surprise removal happens: the one thing vfio-nvme is for.
+     */
+    if (!(vdev->features & VFIO_FEATURE_ENABLE_REQ)) {
+        error_setg(errp, "vfio-nvme '%s': property 'x-req' is not allowed "
+                   "off: the host taking the device back must remove it "
+                   "from the guest", dev_id(pdev));
+        return;
+    }
     if (!vfio_nvme_realize_common(pdev, errp)) {
         return;
     }

@@ -103,6 +103,11 @@ static const BadQmp bad_qmp[] = {
       "{'driver': 'vfio-nvme', 'id': 'nvme1', 'bus': 'rp1', "
       "'sysfsdev': '/sys/bus/pci/devices/0000:99:00.0'}",
       "vfio-nvme 'nvme1': " },
+    { "backend/vfio-nvme-request-notifier-off", "device_add",
+      "{'driver': 'vfio-nvme', 'id': 'nvme1', 'bus': 'rp1', "
+      "'host': '0000:99:00.0', 'x-req': false}",
+      "vfio-nvme 'nvme1': property 'x-req' is not allowed off: the host "
+      "taking the device back must remove it from the guest" },
     { "backend/vfio-nvme-none", "device_add",
       "{'driver': 'vfio-nvme', 'id': 'nvme1', 'bus': 'rp1'}",
       "vfio-nvme 'nvme1': " },
