@@ -213,6 +213,34 @@ static void firmware_setup(QTestState *s)
 }
 
 /*
+ * Wait (bounded) until the vfio-user devices that were removed are
+ * finalized: the last one takes the client's "VFIO user" iothread with
+ * it.  Finalizing takes several RCU grace periods (flatviews, then the
+ * bus child).
+ */
+static bool vfio_user_alive(void)
+{
+    return object_resolve_path_component(object_get_internal_root(),
+                                         "VFIO user");
+}
+
+static void finalize_removed(QTestState *s)
+{
+    gint64 deadline = g_get_monotonic_time() + SETTLE_US;
+    int n;
+
+    for (n = 0; n < NPORTS; n++) {
+        if (dev_present(n)) {
+            return;
+        }
+    }
+    while (vfio_user_alive() && g_get_monotonic_time() < deadline) {
+        drain_call_rcu();
+        flush_events(s);
+    }
+}
+
+/*
  * Let the main loop run what the last operation set off.  When the
  * server closed a connection, the client notices in its iothread and the
  * surprise removal follows from a bottom half: wait for it (bounded).
@@ -226,6 +254,7 @@ static void settle(QTestState *s)
     flush_events(s);
     closed = fake_server_take_closed();
     if (!closed) {
+        finalize_removed(s);
         return;
     }
     deadline = g_get_monotonic_time() + SETTLE_US;
@@ -248,8 +277,7 @@ static void settle(QTestState *s)
      * reset container's assertion (see docs/devel/nvme-passthru-fuzzing.rst,
      * a known and not yet fixed race); the inputs stay reproducible.
      */
-    drain_call_rcu();
-    flush_events(s);
+    finalize_removed(s);
 }
 
 static void plug(QTestState *s, int n)
@@ -460,7 +488,8 @@ static void run_op(QTestState *s, Input *in)
         guest_eject(s, n);
         break;
     case OP_CLOCK_STEP:
-        qtest_clock_step(s, (int64_t)get(in, 2) * 1000 * 1000);
+        /* at least 1 ms: qtest refuses a step that does not advance */
+        qtest_clock_step(s, ((int64_t)get(in, 2) + 1) * 1000 * 1000);
         break;
     case OP_SET_PROPERTY:
         if (arg & 0x80) {
