@@ -3,7 +3,8 @@
 #
 # Run every test of the fork and print one summary line at the end:
 # "N passed, N failed".  Tests speak TAP: the build tests under
-# tests/build/, the qtests under tests/qtest/ (run with --tap) and the
+# tests/build/, the qtests under tests/qtest/ (run with --tap), the fuzz
+# targets' corpus replay and smoke runs under tests/fuzz/ and the
 # real-guest tests under tests/guest/.  Each
 # test's full output goes to BUILD_DIR/test-logs/NAME.log.
 #
@@ -62,6 +63,12 @@ for t in "$top"/tests/qtest/*-test.c; do
     run "qtest/$name" 10m env -C "$obj" \
         QTEST_QEMU_BINARY=./qemu-system-x86_64 \
         "tests/qtest/$name" --tap -k
+done
+
+# The fuzz targets' seed corpora and a short run of each (the clang
+# ASan/UBSan build of scripts/build-fuzz.sh; long runs: make fuzz)
+for t in "$top"/tests/fuzz/*-test.sh; do
+    [ -f "$t" ] && run "fuzz/$(basename "$t" .sh)" 15m bash "$t"
 done
 
 # Real Linux guest tests: UEFI guests under TCG (a few minutes)
