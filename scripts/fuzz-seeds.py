@@ -193,6 +193,14 @@ def server_seeds():
          rule(GET_REGION_INFO, 0, POKE32, 12, 32),
          rule(GET_REGION_INFO, 0, POKE32, 0, 40),
          rule(GET_REGION_INFO, 1, POKE32, 0, 40)], SERVER_OPS)
+    # Capability chains: first header at argsz, next pointing back
+    s['region-info-caps-at-end'] = server_input(
+        [rule(GET_REGION_INFO, 0, POKE32, 4, 0xf),
+         rule(GET_REGION_INFO, 0, POKE32, 12, 32)], SERVER_OPS)
+    s['region-info-caps-loop'] = server_input(
+        [rule(GET_REGION_INFO, 0, POKE32, 4, 0xf),
+         rule(GET_REGION_INFO, 0, POKE32, 12, 24),
+         rule(GET_REGION_INFO, 0, POKE32, 24, 0x00180001)], SERVER_OPS)
     irq = {'count-0': (12, 0), 'count-huge': (12, 0xffffffff),
            'count-2': (12, 2), 'flags-0': (4, 0), 'index': (8, 7)}
     for name, (off, val) in irq.items():
