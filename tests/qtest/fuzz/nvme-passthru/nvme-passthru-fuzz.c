@@ -213,31 +213,39 @@ static void firmware_setup(QTestState *s)
 }
 
 /*
- * Wait (bounded) until the vfio-user devices that were removed are
- * finalized: the last one takes the client's "VFIO user" iothread with
- * it.  Finalizing takes several RCU grace periods (flatviews, then the
- * bus child).
+ * The fuzz target holds a reference to each device it plugged, and drops
+ * it once the device has left the tree and RCU has run: the device is
+ * then finalized here, on the main thread, between two operations.
+ * Otherwise the RCU thread finalizes it whenever it gets the BQL, which
+ * can be in the middle of a later system reset; vfio_pci_put_device()
+ * then unregisters VFIO's reset handler from the root reset container
+ * during its iteration (hw/core/resetcontainer.c:56 assertion; see
+ * docs/devel/nvme-passthru-fuzzing.rst), a race that would make inputs
+ * unreproducible.
  */
-static bool vfio_user_alive(void)
-{
-    return object_resolve_path_component(object_get_internal_root(),
-                                         "VFIO user");
-}
+static Object *plugged[NPORTS];
 
 static void finalize_removed(QTestState *s)
 {
-    gint64 deadline = g_get_monotonic_time() + SETTLE_US;
+    bool removed = false;
     int n;
 
     for (n = 0; n < NPORTS; n++) {
-        if (dev_present(n)) {
-            return;
+        removed |= plugged[n] && !dev_present(n);
+    }
+    if (!removed) {
+        return;
+    }
+    drain_call_rcu();
+    flush_events(s);
+    drain_call_rcu();
+    for (n = 0; n < NPORTS; n++) {
+        if (plugged[n] && !dev_present(n)) {
+            object_unref(plugged[n]);
+            plugged[n] = NULL;
         }
     }
-    while (vfio_user_alive() && g_get_monotonic_time() < deadline) {
-        drain_call_rcu();
-        flush_events(s);
-    }
+    flush_events(s);
 }
 
 /*
@@ -298,6 +306,11 @@ static void plug(QTestState *s, int n)
     qdict_put_int(args, "x-msg-timeout", MSG_TIMEOUT_MS);
     qmp_device_add(args, &ret, &err);
     error_free(err);
+    if (!plugged[n] && dev_present(n)) {
+        g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
+
+        plugged[n] = object_ref(object_resolve_path(path, NULL));
+    }
     qobject_unref(ret);
     qobject_unref(args);
 }
