@@ -8,6 +8,7 @@
 #   make demo    hotplug of an NVMe in a real UEFI guest, step by step
 #   make bench   hotplug latencies and memory against upstream, and host-side
 #                removal with kernel VFIO (build/bench/)
+#   make fuzz    build the libFuzzer targets, run each to FUZZ_RUNS (10^6)
 #
 # Options (./configure writes them to config.mak; make VAR=... and the
 # environment work too): DEB_CACHE=DIR for an offline package cache,
@@ -24,7 +25,7 @@ export BUILD_DIR DEB_CACHE
 all: build
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/install-deps.sh
@@ -47,8 +48,21 @@ $(TOOL): $(TOOL_SRC)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
 	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
 
-check: build
+check: build fuzz-build
 	@scripts/run-tests.sh
+
+# libFuzzer: qemu-fuzz-x86_64 with clang 14, ASan and UBSan, in its own
+# build folder (build/qemu-build-fuzz); make check replays the seed
+# corpora and runs each target briefly, make fuzz runs each target to
+# FUZZ_RUNS executions (default 10^6; hours on 2 cores).
+FUZZ_RUNS ?= 1000000
+export FUZZ_RUNS
+.PHONY: fuzz fuzz-build
+fuzz-build: upstream
+	@scripts/build-fuzz.sh
+
+fuzz: fuzz-build
+	@scripts/fuzz.sh
 
 # hot-add, orderly and surprise removal of an NVMe in a real UEFI guest
 .PHONY: demo
@@ -67,7 +81,7 @@ bench: build
 	@python3 scripts/nested/bench-nested.py $(NESTED_BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR)/qemu-build
+	rm -rf $(BUILD_DIR)/qemu-build $(BUILD_DIR)/qemu-build-fuzz
 
 distclean:
 	rm -rf $(BUILD_DIR) config.mak

@@ -32,9 +32,15 @@ libvirt_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 # only downloaded), and matplotlib for the chart of make bench.
 run_pkgs="ovmf qemu-system-data seabios ipxe-qemu cpio kmod binutils
     python3-matplotlib"
+# The libFuzzer build (scripts/build-fuzz.sh, make fuzz, make check):
+# clang and its runtime (libFuzzer, ASan, UBSan).  Debian 12: clang 14,
+# as newer clangs have no matching libclang-rt-N-dev there; Debian 13:
+# its default, clang 19.
+fuzz_pkgs="clang-14 libclang-rt-14-dev"
 
 . /etc/os-release
 codename="${VERSION_CODENAME:-}"
+[ "$codename" = bookworm ] || fuzz_pkgs="clang-19 libclang-rt-19-dev"
 
 missing_pkgs() {
     local p
@@ -74,7 +80,7 @@ main_mirror() {
             if ($(i + 1) == suite) { print $i; exit } }' || true
 }
 
-all_missing=$(missing_pkgs $build_pkgs $run_pkgs)
+all_missing=$(missing_pkgs $build_pkgs $run_pkgs $fuzz_pkgs)
 need_new=0
 if ! meson_ok || [ -n "$(missing_pkgs python3-pycotap $libvirt_pkgs)" ]; then
     need_new=1

@@ -4,7 +4,8 @@
 # Run every test of the fork and print one summary line at the end:
 # "N passed, N failed".  Tests speak TAP: the build tests under
 # tests/build/, the qtests under tests/qtest/ (run with --tap), upstream's
-# qtests listed in tests/upstream-qtests, the real-guest tests under
+# qtests listed in tests/upstream-qtests, the fuzz targets' corpus replay
+# and smoke runs under tests/fuzz/, the real-guest tests under
 # tests/guest/ and the nested kernel-VFIO tests under tests/nested/.  Each
 # test's full output goes to BUILD_DIR/test-logs/NAME.log.
 #
@@ -83,6 +84,12 @@ while read -r name args <&3; do
         QTEST_QEMU_BINARY=./qemu-system-x86_64 PYTHON=/usr/bin/python3 \
         "${nokvm[@]}" "tests/qtest/$name" --tap -k $args
 done 3< <(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF')
+
+# The fuzz targets' seed corpora and a short run of each (the clang
+# ASan/UBSan build of scripts/build-fuzz.sh; long runs: make fuzz)
+for t in "$top"/tests/fuzz/*-test.sh; do
+    [ -f "$t" ] && run "fuzz/$(basename "$t" .sh)" 15m bash "$t"
+done
 
 # Real Linux guest tests: UEFI guests under TCG (a few minutes)
 for t in "$top"/tests/guest/*-test.py; do

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# The CI part of the fuzz targets (TAP): for each target, every input of
+# the committed seed corpus (tests/fuzz/corpus/TARGET/, crashes found and
+# fixed included) runs without a crash, leak or sanitizer report, and a
+# short run from a fixed seed finds none either.  The long runs are
+# "make fuzz" (scripts/fuzz.sh).
+#
+# Environment: FUZZ_SMOKE_RUNS (executions per target, default 1000),
+# FUZZ_SMOKE_SECONDS (time bound per target, default 40).
+
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${BUILD_DIR:-$top/build}" && pwd)
+bin="$build/qemu-build-fuzz/qemu-fuzz-x86_64"
+targets="nvme-passthru-hotplug-acpi nvme-passthru-hotplug-native
+    vfio-user-nvme-server"
+runs=${FUZZ_SMOKE_RUNS:-1000}
+secs=${FUZZ_SMOKE_SECONDS:-40}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=0
+
+result() {
+    n=$((n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $n - $2"
+    else
+        echo "not ok $n - $2"
+        sed -n '/ERROR\|runtime error\|SUMMARY\|#[0-9]/p' "$3" | tail -n 12 |
+            sed 's/^/# /'
+    fi
+}
+
+cov_of() {
+    grep -E '^#[0-9]+[[:space:]]' "$1" | tail -n 1 |
+        sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1, ft \2/p'
+}
+
+echo "1..6"
+for t in $targets; do
+    seeds="$top/tests/fuzz/corpus/$t"
+    count=$(find "$seeds" -type f | wc -l)
+    log="$tmp/$t-replay.log"
+    mkdir -p "$tmp/$t"
+    cp "$seeds"/* "$tmp/$t/"
+    # -runs=0: run the corpus once, mutate nothing
+    "$bin" --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    result $rc "$t: the $count inputs of the seed corpus replay ($(cov_of "$log"))" "$log"
+
+    log="$tmp/$t-smoke.log"
+    "$bin" --fuzz-target="$t" -runs="$runs" -seed=1 -max_len=1024 \
+        -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
+        -artifact_prefix="$tmp/" "$tmp/$t" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    result $rc "$t: ${execs:-?} executions from seed 1 find no crash ($(cov_of "$log"))" "$log"
+done
