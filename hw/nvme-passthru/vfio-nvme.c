@@ -102,6 +102,73 @@ static bool vfio_nvme_check_class(PCIDevice *pdev, Error **errp)
     return true;
 }
 
+static gint vfio_nvme_strcmp(gconstpointer a, gconstpointer b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * A hotplug unit must be alone in its IOMMU group: removing it, or the
+ * host taking it back, must not touch another device.  Read through
+ * sysfs before the parent realize opens anything.  A path that cannot
+ * be read (no such device, or fd= passing where sysfs is not ours) is
+ * left to the parent realize, which reports it as it always has.
+ */
+static bool vfio_nvme_check_group(PCIDevice *pdev, Error **errp)
+{
+    VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
+    VFIODevice *vbasedev = &vdev->vbasedev;
+    g_autofree char *path = NULL;
+    g_autofree char *name = NULL;
+    g_autofree char *link = NULL;
+    g_autofree char *group = NULL;
+    g_autofree char *group_nr = NULL;
+    g_autofree char *devices = NULL;
+    g_autofree char *list = NULL;
+    g_autoptr(GPtrArray) others = NULL;
+    g_autoptr(GDir) dir = NULL;
+    const char *entry;
+
+    if (vbasedev->sysfsdev) {
+        path = g_strdup(vbasedev->sysfsdev);
+    } else if (vbasedev->fd < 0 &&
+               (~vdev->host.domain || ~vdev->host.bus ||
+                ~vdev->host.slot || ~vdev->host.function)) {
+        path = g_strdup_printf("/sys/bus/pci/devices/%04x:%02x:%02x.%01x",
+                               vdev->host.domain, vdev->host.bus,
+                               vdev->host.slot, vdev->host.function);
+    } else {
+        return true;
+    }
+    name = g_path_get_basename(path);
+    link = g_strdup_printf("%s/iommu_group", path);
+    group = g_file_read_link(link, NULL);
+    devices = g_strdup_printf("%s/iommu_group/devices", path);
+    dir = g_dir_open(devices, 0, NULL);
+    if (!group || !dir) {
+        return true;
+    }
+
+    others = g_ptr_array_new_with_free_func(g_free);
+    while ((entry = g_dir_read_name(dir))) {
+        if (strcmp(entry, name)) {
+            g_ptr_array_add(others, g_strdup(entry));
+        }
+    }
+    if (!others->len) {
+        return true;
+    }
+    group_nr = g_path_get_basename(group);
+    g_ptr_array_sort(others, vfio_nvme_strcmp);
+    g_ptr_array_add(others, NULL);
+    list = g_strjoinv(", ", (char **)others->pdata);
+    error_setg(errp, "vfio-nvme '%s': IOMMU group %s of %s also holds %s: "
+               "pass through a device that is alone in its group",
+               dev_id(pdev), group_nr, name, list);
+    trace_vfio_nvme_refused(dev_id(pdev), "not alone in its IOMMU group");
+    return false;
+}
+
 static void vfio_nvme_config_write(PCIDevice *pdev, uint32_t addr,
                                    uint32_t val, int len)
 {
@@ -135,6 +202,9 @@ bool vfio_nvme_realize_common(PCIDevice *pdev, Error **errp)
     ERRP_GUARD();
 
     if (!vfio_nvme_precheck(pdev, errp)) {
+        return false;
+    }
+    if (k->host_check && !k->host_check(pdev, errp)) {
         return false;
     }
     k->parent_realize(pdev, errp);
@@ -197,6 +267,7 @@ static void vfio_nvme_class_init(ObjectClass *klass, const void *data)
                                 "NVMe controller passthrough (VFIO) for "
                                 "hotplug");
     PCI_DEVICE_CLASS(klass)->realize = vfio_nvme_realize;
+    ((VFIONvmeClass *)klass)->host_check = vfio_nvme_check_group;
 }
 
 static const TypeInfo vfio_nvme_info = {

@@ -5,8 +5,9 @@
 #
 #   BUILD_DIR/nested/vmlinuz   the kernel linux-image-amd64 depends on
 #   BUILD_DIR/nested/l1.img    initramfs: busybox-static, the modules of
-#                              vfio-pci, vfio_iommu_type1 and nvme (with
-#                              their dependencies, from modules.dep), the
+#                              vfio-pci, vfio_iommu_type1, nvme and
+#                              e1000e (with their dependencies, from
+#                              modules.dep), the
 #                              fork's qemu-system-x86_64 (stripped) with
 #                              the loader and the libraries ldd names,
 #                              OVMF_CODE_4M.fd for L2, and
@@ -119,8 +120,8 @@ visit() {
     done
     order+=("$m")
 }
-for name in crc64_rocksoft_generic crct10dif_generic nvme vfio vfio_iommu_type1 \
-            vfio-pci; do
+for name in crc64_rocksoft_generic crct10dif_generic nvme e1000e vfio \
+            vfio_iommu_type1 vfio-pci; do
     m=$(grep -o "^[^:]*/${name//_/[-_]}\.ko[^:]*" "$moddir/modules.dep" | head -n1)
     [ -n "$m" ] || { [ "${name%_generic}" != "$name" ] && continue; die "no module $name"; }
     visit "$m"

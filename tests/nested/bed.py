@@ -4,9 +4,11 @@
     host  (this process)
      L0   the fork's qemu-system-x86_64, TCG, q35 + intel-iommu
           (intremap=on, caching-mode=on), hotplug-capable pcie-root-ports
-          rp1..rp4 at 00:10.0..00:13.0: emulated NVMe controllers on rp1
+          rp1..rp5 at 00:10.0..00:14.0: emulated NVMe controllers on rp1
           and rp2 (image files), an e1000e on rp3 (the non-NVMe device),
-          rp4 empty (for a device_add in L0)
+          rp4 empty (for a device_add in L0), and on rp5 a two-function
+          device that shares one IOMMU group: an e1000e at 0.0
+          (multifunction=on) and an NVMe (serial bed5) at 0.1
      L1   Debian's kernel (intel_iommu=on iommu=pt), one vCPU, vfio-pci,
           the fork's QEMU; its agent (tests/nested/l1-init) on ttyS1
      L2   the fork's QEMU in qtest mode, started by L1 against a real
@@ -48,7 +50,7 @@ NESTED = os.path.join(BUILD, "nested")
 OVMF_L1 = "/usr/share/OVMF/OVMF_CODE_4M.fd"     # path inside L1 too
 
 # L0's root ports: (slot in L1's bus 0, what sits there)
-SLOTS = {1: "10", 2: "11", 3: "12", 4: "13"}
+SLOTS = {1: "10", 2: "11", 3: "12", 4: "13", 5: "14"}
 
 
 class BedError(h.HarnessError):
@@ -372,7 +374,7 @@ class Bed:
         for f in (kernel, initrd):
             if not os.path.exists(f):
                 raise BedError("missing %s (scripts/nested/build-bed.sh)" % f)
-        for i in (1, 2):
+        for i in (1, 2, 5):
             h.make_image(self.p("nvme%d.img" % i), 64)
         sock = lambda n: "socket,id=%s,server=on,wait=off,path=%s" % (
             n, self.p(n + ".sock"))
@@ -399,6 +401,13 @@ class Bed:
                     "-device", "nvme,id=l0nvme%d,bus=l0rp%d,serial=bed%d,"
                     "drive=d%d" % (i, i, i, i)]
         cmd += ["-device", "e1000e,id=l0nic,bus=l0rp3,romfile="]
+        # functions of one device without ACS: one IOMMU group in L1
+        cmd += ["-device", "e1000e,id=l0nic5,bus=l0rp5,addr=0.0,"
+                "multifunction=on,romfile=",
+                "-drive", "if=none,id=d5,format=raw,file=%s"
+                % self.p("nvme5.img"),
+                "-device", "nvme,id=l0nvme5,bus=l0rp5,addr=0.1,serial=bed5,"
+                "drive=d5"]
         return cmd
 
     def start(self, boot_timeout=240):
@@ -474,9 +483,15 @@ class Bed:
         start = float(fields[1].partition("=")[2])
         return rc, ev[1] - start, fields[2] if len(fields) > 2 else ""
 
-    def slot_bdf(self, n):
-        """L1's address of the device behind L0's root port rp N."""
-        return self.sh("below %s" % SLOTS[n])[0].strip()
+    def slot_bdf(self, n, fn=0):
+        """L1's address of function FN of the device behind L0's root
+        port rp N."""
+        return self.sh("below %s %d" % (SLOTS[n], fn))[0].strip()
+
+    def group_devices(self, bdf):
+        """The devices in BDF's IOMMU group in L1, sorted."""
+        return sorted(x.strip() for x in self.sh(
+            "ls /sys/bus/pci/devices/%s/iommu_group/devices" % bdf))
 
     def device_info(self, bdf):
         """(class, driver or '') of BDF in L1."""

@@ -129,11 +129,22 @@ class Run:
         check(info[1] == ("0x010802", "nvme"), "rp1: %s" % (info[1],))
         check(info[2] == ("0x010802", "nvme"), "rp2: %s" % (info[2],))
         check(info[3][0] == "0x020000", "rp3: %s" % (info[3],))
+        nic5, nvme5 = self.bed.slot_bdf(5), self.bed.slot_bdf(5, 1)
+        info["5.0"] = self.bed.device_info(nic5)
+        info["5.1"] = self.bed.device_info(nvme5)
+        check(info["5.0"] == ("0x020000", "e1000e"), "rp5 0.0: %s"
+              % (info["5.0"],))
+        check(info["5.1"] == ("0x010802", "nvme"), "rp5 0.1: %s"
+              % (info["5.1"],))
+        grp = self.bed.group_devices(nvme5)
+        check(grp == sorted([nic5, nvme5]), "the IOMMU group of %s holds %s"
+              % (nvme5, grp))
+        info["5 group"] = grp
         dmar = self.bed.sh("dmesg | grep -c 'DMAR: Intel(R) Virtualization'")
         check(dmar[0].strip() != "0", "no VT-d in L1")
         return ("L0 (TCG, intel-iommu) boots L1 (%s) in %.1f s; NVMe on "
-                "rp1/rp2 bound to nvme, e1000e on rp3"
-                % (self.bed.kernel, self.bed.boot_wall),
+                "rp1/rp2 bound to nvme, e1000e on rp3, e1000e + NVMe in one "
+                "IOMMU group on rp5" % (self.bed.kernel, self.bed.boot_wall),
                 lines[-1:] + ["%s: %s" % (k, v) for k, v in info.items()])
 
     def t_hot_add(self):
@@ -164,14 +175,27 @@ class Run:
         self.bed.bind(nic, "vfio-pci")
         other = self.bed.slot_bdf(2)
         self.bed.bind(other, "vfio-pci")
+        # an NVMe that shares its IOMMU group with an e1000e
+        nic5, nvme5 = self.bed.slot_bdf(5), self.bed.slot_bdf(5, 1)
+        self.bed.bind(nvme5, "vfio-pci")
+        shared = ("vfio-nvme 'bad0': IOMMU group %s of %s also holds %s: "
+                  "pass through a device that is alone in its group"
+                  % (self.bed.sh("group %s" % nvme5)[0].strip(), nvme5, nic5))
+        bind_nic5 = lambda: self.bed.bind(nic5, "vfio-pci")
         m = qmp.mark()
         errs = []
-        for args, want in (
-                ({"host": nic}, "is not an NVMe controller"),
+        for args, want, before in (
+                ({"host": nic}, "is not an NVMe controller", None),
                 ({"host": other, "x-pci-class-code": 0x010802},
-                 "'x-pci-class-code' is not allowed"),
+                 "'x-pci-class-code' is not allowed", None),
                 ({"host": other, "x-pci-vendor-id": 0x8086},
-                 "'x-pci-vendor-id' is not allowed")):
+                 "'x-pci-vendor-id' is not allowed", None),
+                # the partner on its host driver: the group is not viable
+                ({"host": nvme5}, shared, None),
+                # the partner on vfio-pci too: viable, but shared
+                ({"host": nvme5}, shared, bind_nic5)):
+            if before:
+                before()
             reply, _ = qmp.send("device_add", driver="vfio-nvme", id="bad0",
                                 bus="rp2", **args)
             desc = reply.get("error", {}).get("desc", "")
@@ -185,8 +209,12 @@ class Run:
         check(self.port(2)["state"] == "empty", "rp2 %s" % self.port(2))
         check(self.drv.read(LBA) == b"\x5a" * 512, "nvme0 broken")
         self.bed.bind(other, "nvme")
+        self.bed.bind(nvme5, "nvme")
+        self.bed.bind(nic5, "e1000e")
         return ("refused with real devices: e1000e by its class, identity "
-                "overrides; L2 runs on, nvme0 still answers", errs)
+                "overrides, an NVMe whose IOMMU group also holds an e1000e "
+                "(on e1000e, then on vfio-pci); L2 runs on, nvme0 still "
+                "answers", errs)
 
     def t_orderly_removal(self):
         qmp, qt = self.l2.qmp, self.l2.qt

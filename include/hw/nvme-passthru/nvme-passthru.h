@@ -34,13 +34,16 @@ typedef struct VFIONvmeClass {
     void (*parent_exit)(PCIDevice *pdev);
     void (*parent_config_write)(PCIDevice *pdev, uint32_t addr,
                                 uint32_t val, int len);
+    /* The frontend's own check of the host device, before parent_realize */
+    bool (*host_check)(PCIDevice *pdev, Error **errp);
 } VFIONvmeClass;
 
 /*
  * Frontend side, shared by vfio-nvme and vfio-user-nvme (vfio-nvme.c).
  *
  * vfio_nvme_realize_common: check where the device sits and that no
- * property fakes its identity, run the parent realize, then check the
+ * property fakes its identity, run the frontend's host_check if it has
+ * one, run the parent realize, then check the
  * device's own class code (undoing the parent realize on a mismatch).
  *
  * vfio_nvme_class_init_common: remember the parent's hooks, and watch
