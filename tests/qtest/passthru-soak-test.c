@@ -59,15 +59,27 @@ static long env_long(const char *name, long dflt)
     return n;
 }
 
-static Usage usage(Test *t)
+static long rss_kib(Test *t)
 {
-    pid_t pid = qtest_pid(t->qts);
-    g_autofree char *status_path = g_strdup_printf("/proc/%d/status", pid);
-    g_autofree char *fd_path = g_strdup_printf("/proc/%d/fd", pid);
+    g_autofree char *path = g_strdup_printf("/proc/%d/status",
+                                            qtest_pid(t->qts));
     g_autofree char *status = NULL;
     g_autoptr(GError) err = NULL;
     const char *rss;
-    Usage u = { .rss_kib = -1 };
+
+    g_assert_true(g_file_get_contents(path, &status, NULL, &err));
+    g_assert_no_error(err);
+    rss = strstr(status, "\nVmRSS:");
+    g_assert_nonnull(rss);
+    return strtol(rss + strlen("\nVmRSS:"), NULL, 10);
+}
+
+static Usage usage(Test *t)
+{
+    g_autofree char *fd_path = g_strdup_printf("/proc/%d/fd",
+                                               qtest_pid(t->qts));
+    g_autoptr(GError) err = NULL;
+    Usage u = { 0 };
     GDir *dir;
 
     /* Let the RCU thread finish freeing what the last cycle released */
@@ -75,12 +87,7 @@ static Usage usage(Test *t)
     g_usleep(100 * 1000);
     events_sync(t);
 
-    g_assert_true(g_file_get_contents(status_path, &status, NULL, &err));
-    g_assert_no_error(err);
-    rss = strstr(status, "\nVmRSS:");
-    g_assert_nonnull(rss);
-    u.rss_kib = strtol(rss + strlen("\nVmRSS:"), NULL, 10);
-
+    u.rss_kib = rss_kib(t);
     dir = g_dir_open(fd_path, 0, &err);
     g_assert_no_error(err);
     while (g_dir_read_name(dir)) {
@@ -160,10 +167,12 @@ static void soak(const Mode *mode, const char *kind, long cycles,
 {
     long warmup = env_long("PASSTHRU_SOAK_WARMUP", 5);
     Test *t = test_start(mode, 1);
+    g_autoptr(GString) steps = g_string_new("");
+    int nsteps = 0;
     gint64 t0, t1;
     Usage start, end;
     double per_cycle;
-    long i;
+    long i, last;
 
     if (cycle == cycle_surprise) {
         port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
@@ -173,8 +182,17 @@ static void soak(const Mode *mode, const char *kind, long cycles,
     }
     start = usage(t);
     t0 = g_get_monotonic_time();
+    last = start.rss_kib;
     for (i = 0; i < cycles; i++) {
+        long rss;
+
         cycle(t, warmup + i);
+        /* Where the RSS moved: a steady leak, or a few steps of the heap */
+        rss = rss_kib(t);
+        if (rss != last && ++nsteps <= 20) {
+            g_string_append_printf(steps, " %ld:%+ld", i + 1, rss - last);
+        }
+        last = rss;
     }
     t1 = g_get_monotonic_time();
     end = usage(t);
@@ -187,6 +205,9 @@ static void soak(const Mode *mode, const char *kind, long cycles,
                    (t1 - t0) / 1e6, cycles ? (t1 - t0) / 1e3 / cycles : 0,
                    start.rss_kib, end.rss_kib, per_cycle,
                    start.fds, end.fds);
+    g_test_message("%s/%s: RSS changed after %d cycles (cycle:KiB):%s%s",
+                   mode->name, kind, nsteps, nsteps ? steps->str : " none",
+                   nsteps > 20 ? " ..." : "");
     g_test_message("SOAK qtest/%s/%s cycles=%ld rss_start=%ld rss_end=%ld "
                    "fds_start=%d fds_end=%d rss_per_cycle=%.2f"
 #ifdef __SANITIZE_ADDRESS__
