@@ -168,9 +168,14 @@ class ModeRun:
         e2 = reply2.get("error", {}).get("desc", "")
         e3 = reply3.get("error", {}).get("desc", "")
         check(e2.startswith(PENDING), "device_add during removal: %s" % reply2)
-        check("error" in reply3, "second device_del during removal: %s" % reply3)
+        # The second device_del asks the guest again (ACPI; native: QEMU
+        # refuses a repeat within 5 s), or fails when the guest already
+        # ejected the device; either way no second operation starts.
+        check("error" in reply3 or self.mode == "acpi",
+              "second device_del during removal: %s" % reply3)
         ev.append("device_add nvme1 during the removal: '%s'" % e2)
-        ev.append("device_del nvme0 again during the removal: '%s'" % e3)
+        ev.append("device_del nvme0 again during the removal: %s"
+                  % ("'%s'" % e3 if e3 else "asks the guest again"))
         _, e, _ = vm.qmp.wait_hotplug("nvme0", "remove", since=qm, timeout=60)
         check(e["data"]["phase"] == "completed", "removal: %s" % e["data"])
         vm.agent.wait_event("blk-del", blk[3], 30, since=am)
