@@ -36,6 +36,7 @@
 
 #include "qemu/osdep.h"
 #include <sys/wait.h>
+#include "qemu/cutils.h"
 #include "nvme-passthru/harness.h"
 
 #define RSS_PER_CYCLE_MAX_KIB   16
@@ -48,14 +49,13 @@ typedef struct Usage {
 static long env_long(const char *name, long dflt)
 {
     const char *v = g_getenv(name);
-    char *end;
     long n;
 
     if (!v || !*v) {
         return dflt;
     }
-    n = strtol(v, &end, 10);
-    g_assert_true(*end == '\0' && n >= 0);
+    g_assert_cmpint(qemu_strtol(v, NULL, 10, &n), ==, 0);
+    g_assert_cmpint(n, >=, 0);
     return n;
 }
 
@@ -65,13 +65,16 @@ static long rss_kib(Test *t)
                                             qtest_pid(t->qts));
     g_autofree char *status = NULL;
     g_autoptr(GError) err = NULL;
-    const char *rss;
+    const char *rss, *end;
+    long kib;
 
     g_assert_true(g_file_get_contents(path, &status, NULL, &err));
     g_assert_no_error(err);
     rss = strstr(status, "\nVmRSS:");
     g_assert_nonnull(rss);
-    return strtol(rss + strlen("\nVmRSS:"), NULL, 10);
+    g_assert_cmpint(qemu_strtol(rss + strlen("\nVmRSS:"), &end, 10, &kib),
+                    ==, 0);
+    return kib;
 }
 
 static Usage usage(Test *t)
