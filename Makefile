@@ -3,8 +3,12 @@
 # NVMe passthrough hotplug for QEMU: build and test the fork.
 #
 #   make check   install what is missing, fetch and verify upstream QEMU,
-#                apply the patch queue, build, and run every test
+#                apply the patch queue, build, and run every test (the
+#                project's qtests also under ASan + UBSan)
 #   make build   the same, without the tests (QEMU and virt-nvme-hotplug)
+#   make build-san  QEMU and the qtests with ASan + UBSan (qemu-build-san)
+#   make soak    1000 add/remove cycles, 200 in a real guest, 100 surprise
+#                removals: QEMU's RSS and fds at start and end
 #   make demo    hotplug of an NVMe in a real UEFI guest, step by step
 #   make bench   hotplug latencies and memory against upstream, and host-side
 #                removal with kernel VFIO (build/bench/)
@@ -20,12 +24,12 @@ BUILD_DIR ?= build
 DEB_CACHE ?=
 export BUILD_DIR DEB_CACHE
 
-.PHONY: all deps upstream build check check-build check-qtest clean distclean help
+.PHONY: all deps upstream build build-san check check-build check-qtest clean distclean help
 
 all: build
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/install-deps.sh
@@ -48,8 +52,19 @@ $(TOOL): $(TOOL_SRC)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
 	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
 
-check: build fuzz-build
+# The sanitized build (after the normal one: one build at a time)
+build-san: build
+	@scripts/build-qemu.sh --san
+
+check: build build-san fuzz-build
 	@scripts/run-tests.sh
+
+# Soak at full size (SOAK_ARGS="--san" adds the qtest soak under the
+# sanitizers, "--quick" runs the CI sizes)
+.PHONY: soak
+soak: build build-san
+	@scripts/guest/build-guest.sh
+	@scripts/soak.sh $(SOAK_ARGS)
 
 # libFuzzer: qemu-fuzz-x86_64 with clang 14, ASan and UBSan, in its own
 # build folder (build/qemu-build-fuzz); make check replays the seed
@@ -81,7 +96,8 @@ bench: build
 	@python3 scripts/nested/bench-nested.py $(NESTED_BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR)/qemu-build $(BUILD_DIR)/qemu-build-fuzz
+	rm -rf $(BUILD_DIR)/qemu-build $(BUILD_DIR)/qemu-build-san \
+	    $(BUILD_DIR)/qemu-build-fuzz
 
 distclean:
 	rm -rf $(BUILD_DIR) config.mak

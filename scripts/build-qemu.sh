@@ -6,6 +6,14 @@
 # in tests/upstream-qtests, in BUILD_DIR/qemu-build.
 # ninja rebuilds only what changed; ccache makes a rebuild from scratch
 # cheap when the compiler has seen the same sources before.
+#
+# Usage: scripts/build-qemu.sh [--san]
+#
+# --san builds the same targets with AddressSanitizer (LeakSanitizer
+# included) and UndefinedBehaviorSanitizer in BUILD_DIR/qemu-build-san:
+# gcc, the same flags plus --enable-asan --enable-ubsan, and UBSan made
+# fatal (-fno-sanitize-recover) so that a report fails the test that
+# triggers it.  scripts/run-tests.sh runs the project's qtests with it.
 
 set -euo pipefail
 
@@ -13,6 +21,12 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=$(mkdir -p "${BUILD_DIR:-$top/build}" && cd "${BUILD_DIR:-$top/build}" && pwd)
 src="$build/qemu"
 obj="$build/qemu-build"
+sfx=
+case "${1:-}" in
+    "") ;;
+    --san) obj="$build/qemu-build-san"; sfx=-san ;;
+    *) echo "usage: $0 [--san]" >&2; exit 2 ;;
+esac
 
 # A lean x86_64 system emulator: TCG and KVM, vfio (kernel and vfio-user
 # client), the vfio-user server (x-remote machine); no docs, Rust, GUI,
@@ -41,7 +55,12 @@ flags=(
     --firmwarepath="$(echo $firmware_dirs | tr ' ' :)"
 )
 
-say() { echo "build: $*"; }
+if [ -n "$sfx" ]; then
+    flags+=(--enable-asan --enable-ubsan
+            --extra-cflags=-fno-sanitize-recover=undefined)
+fi
+
+say() { echo "build$sfx: $*"; }
 
 [ -d "$src" ] || { echo "build: error: no upstream tree at $src" >&2; exit 1; }
 
@@ -57,13 +76,14 @@ fi
 want="${flags[*]}"
 if [ ! -f "$obj/build.ninja" ] ||
     [ "$(cat "$obj/.passthru-flags" 2>/dev/null)" != "$want" ]; then
-    say "configuring QEMU in $obj (log: $build/configure.log)"
+    say "configuring QEMU in $obj (log: $build/configure$sfx.log)"
     rm -rf "$obj"
     mkdir -p "$obj"
     if ! (cd "$obj" && "$src/configure" "${flags[@]}") \
-        >"$build/configure.log" 2>&1; then
-        tail -n 20 "$build/configure.log" >&2
-        echo "build: error: configure failed, see $build/configure.log" >&2
+        >"$build/configure$sfx.log" 2>&1; then
+        tail -n 20 "$build/configure$sfx.log" >&2
+        echo "build$sfx: error: configure failed," \
+             "see $build/configure$sfx.log" >&2
         exit 1
     fi
     echo "$want" >"$obj/.passthru-flags"
@@ -78,18 +98,19 @@ for t in $(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF { print $1 }'); 
     targets+=("tests/qtest/$t")
 done
 
-say "ninja ${targets[*]} (log: $build/ninja.log)"
+say "ninja ${targets[*]} (log: $build/ninja$sfx.log)"
 start=$(date +%s)
 set +e
 # Show every 250th step, so a long build shows life without a wall of text.
-ninja -C "$obj" "${targets[@]}" 2>&1 | tee "$build/ninja.log" |
-    awk -F'[][/]' '/^\[[0-9]+\/[0-9]+\]/ { if ($2 % 250 == 0 || $2 == $3)
-        printf "build:   step %s of %s\n", $2, $3; fflush(); next }
+ninja -C "$obj" "${targets[@]}" 2>&1 | tee "$build/ninja$sfx.log" |
+    awk -v sfx="$sfx" -F'[][/]' '/^\[[0-9]+\/[0-9]+\]/ {
+        if ($2 % 250 == 0 || $2 == $3)
+            printf "build%s:   step %s of %s\n", sfx, $2, $3; fflush(); next }
         { print; fflush() }'
 rc=${PIPESTATUS[0]}
 set -e
 if [ "$rc" != 0 ]; then
-    echo "build: error: ninja failed, see $build/ninja.log" >&2
+    echo "build$sfx: error: ninja failed, see $build/ninja$sfx.log" >&2
     exit 1
 fi
 say "done in $(( $(date +%s) - start ))s"

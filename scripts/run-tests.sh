@@ -3,7 +3,9 @@
 #
 # Run every test of the fork and print one summary line at the end:
 # "N passed, N failed".  Tests speak TAP: the build tests under
-# tests/build/, the qtests under tests/qtest/ (run with --tap), upstream's
+# tests/build/, the qtests under tests/qtest/ (run with --tap), the same
+# qtests built with ASan + UBSan (qtest-san/NAME, when
+# BUILD_DIR/qemu-build-san exists: scripts/build-qemu.sh --san), upstream's
 # qtests listed in tests/upstream-qtests, the fuzz targets' corpus replay
 # and smoke runs under tests/fuzz/, the real-guest tests under
 # tests/guest/ and the nested kernel-VFIO tests under tests/nested/.  Each
@@ -23,6 +25,7 @@ failed=0
 failures=()
 
 mkdir -p "$logs"
+san_report='ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:'
 
 # run NAME TIMEOUT CMD...: run one TAP producer, count its results
 run() {
@@ -46,6 +49,20 @@ run() {
         bad=1
         echo "   not ok - $name ran no test"
     fi
+    # A sanitizer report from any process of the test: QEMU, the servers
+    # it spawned or the test program itself.  (The files also hold ASan's
+    # warning that it does not fully support swapcontext, which QEMU's
+    # coroutines use: not a report.)
+    if [ -n "${SAN_REPORTS:-}" ] &&
+        reports=$(grep -l -E "$san_report" "$SAN_REPORTS"/* 2>/dev/null); then
+        bad=$((bad + 1))
+        echo "   not ok - $name: sanitizer reports in $SAN_REPORTS"
+        # shellcheck disable=SC2086
+        cat $reports >>"$log"
+        # shellcheck disable=SC2086
+        grep -h -A 12 -E "$san_report" $reports | head -n 40 |
+            sed 's/^/   | /'
+    fi
     if [ "$bad" != 0 ]; then
         failures+=("$name (log: $log)")
         tail -n 15 "$log" | sed 's/^/   | /'
@@ -65,6 +82,42 @@ for t in "$top"/tests/qtest/*-test.c; do
         QTEST_QEMU_BINARY=./qemu-system-x86_64 \
         "tests/qtest/$name" --tap -k
 done
+
+# The same qtests under AddressSanitizer (with LeakSanitizer) and
+# UndefinedBehaviorSanitizer: every QEMU they start, the vfio-user
+# servers included, is the sanitized binary.  Each process writes its
+# reports to SAN_REPORTS/*.PID, so that a report fails the test even
+# from a process whose exit status or stderr nobody looks at (a server
+# exits by itself when its client goes).  The soak runs shorter here.
+san="$build/qemu-build-san"
+if [ -x "$san/qemu-system-x86_64" ]; then
+    # fast_unwind_on_malloc=0: full stacks through glib's g_malloc (built
+    # without frame pointers) in leak reports
+    san_opts="halt_on_error=1:print_stacktrace=1"
+    asan_opts="$san_opts:detect_leaks=1:fast_unwind_on_malloc=0"
+    for t in "$top"/tests/qtest/*-test.c; do
+        [ -f "$t" ] || continue
+        name=$(basename "$t" .c)
+        SAN_REPORTS="$logs/qtest-san-$name.reports"
+        rm -rf "$SAN_REPORTS"
+        mkdir -p "$SAN_REPORTS"
+        run "qtest-san/$name" 20m env -C "$san" \
+            QTEST_QEMU_BINARY=./qemu-system-x86_64 \
+            ASAN_OPTIONS="$asan_opts:log_path=$SAN_REPORTS/asan" \
+            UBSAN_OPTIONS="$san_opts:log_path=$SAN_REPORTS/ubsan" \
+            LSAN_OPTIONS="suppressions=$top/tests/qtest/nvme-passthru/lsan.supp:print_suppressions=0" \
+            PASSTHRU_SOAK_CYCLES=${PASSTHRU_SOAK_CYCLES:-10} \
+            PASSTHRU_SOAK_SURPRISE_CYCLES=${PASSTHRU_SOAK_SURPRISE_CYCLES:-10} \
+            PASSTHRU_SOAK_WARMUP=${PASSTHRU_SOAK_WARMUP:-2} \
+            "tests/qtest/$name" --tap -k
+        SAN_REPORTS=
+    done
+elif [ -z "$filter" ] || [[ qtest-san/ == *$filter* ]]; then
+    echo "== qtest-san"
+    echo "   not ok - no sanitized build in $san (scripts/build-qemu.sh --san)"
+    failures+=("qtest-san (no build)")
+    failed=$((failed + 1))
+fi
 
 # Upstream's own qtests (tests/upstream-qtests: which and why), on the
 # fork's binary, always under TCG: where /dev/kvm exists, a private mount

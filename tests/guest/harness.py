@@ -47,6 +47,22 @@ def try_connect(sock, path):
     except OSError:
         return False
 
+def listening(path):
+    """A unix socket listens at PATH.  The file appears at bind(), a moment
+    before listen(): a client connecting in between is refused.
+    /proc/net/unix flags a listening socket with __SO_ACCEPTCON (0x10000)."""
+    try:
+        with open("/proc/net/unix") as f:
+            for line in f:
+                fields = line.split()
+                if (len(fields) >= 8 and fields[-1] == path
+                        and int(fields[3], 16) & 0x10000):
+                    return True
+        return False
+    except (OSError, ValueError):
+        return os.path.exists(path)
+
+
 class HarnessError(Exception):
     pass
 
@@ -202,7 +218,7 @@ class Server:
         return self
 
     def wait_ready(self, timeout=30):
-        wait_for(lambda: os.path.exists(self.sock) or self.proc.poll() is not None,
+        wait_for(lambda: listening(self.sock) or self.proc.poll() is not None,
                  timeout, "vfio-user server socket %s" % self.sock)
         if self.proc.poll() is not None:
             raise HarnessError("vfio-user server exited with %s, see %s"

@@ -37,6 +37,34 @@ bool server_exited(Server *s)
     return !s->running;
 }
 
+/*
+ * The server at @path takes connections.  Its socket file appears at
+ * bind(), a moment before listen(): a client that connects in between
+ * is refused.  /proc/net/unix flags a listening socket with
+ * __SO_ACCEPTCON (0x10000).
+ */
+static bool server_listening(const char *path)
+{
+    g_autofree char *table = NULL;
+    g_autofree char *suffix = g_strconcat(" ", path, NULL);
+    g_auto(GStrv) lines = NULL;
+    unsigned long flags;
+    char **l;
+
+    if (!g_file_get_contents("/proc/net/unix", &table, NULL, NULL)) {
+        return g_file_test(path, G_FILE_TEST_EXISTS);
+    }
+    lines = g_strsplit(table, "\n", -1);
+    for (l = lines; *l; l++) {
+        if (g_str_has_suffix(*l, suffix) &&
+            sscanf(*l, "%*s %*s %*s %lx", &flags) == 1 &&
+            (flags & 0x10000)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void server_start(Test *t, int i, ServerKind kind)
 {
     Server *s = &t->srv[i];
@@ -87,7 +115,7 @@ void server_start(Test *t, int i, ServerKind kind)
     s->running = true;
 
     deadline = g_get_monotonic_time() + TIMEOUT_US;
-    while (!g_file_test(s->sock, G_FILE_TEST_EXISTS)) {
+    while (!server_listening(s->sock)) {
         g_assert_false(server_exited(s));
         g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(10 * 1000);
