@@ -213,14 +213,14 @@ static void soak(const Mode *mode, const char *kind, long cycles,
                    nsteps > 20 ? " ..." : "");
     g_test_message("SOAK qtest/%s/%s cycles=%ld rss_start=%ld rss_end=%ld "
                    "fds_start=%d fds_end=%d rss_per_cycle=%.2f"
-#ifdef __SANITIZE_ADDRESS__
+#ifdef QEMU_SANITIZE_ADDRESS
                    " asan=1"
 #endif
                    , mode->name, kind, cycles, start.rss_kib, end.rss_kib,
                    start.fds, end.fds, per_cycle);
 
     g_assert_cmpint(end.fds, ==, start.fds);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef QEMU_SANITIZE_ADDRESS
     g_assert_cmpfloat(per_cycle, <, RSS_PER_CYCLE_MAX_KIB);
 #endif
     test_end(t);
