@@ -14,21 +14,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${BUILD_DIR:-$top/build}" && pwd)
 qemu="$build/qemu-build/qemu-system-x86_64"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
-
-result() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        fails=$((fails + 1))
-    fi
-}
-note() { sed 's/^/# /'; }
+. "$top/tests/build/tap.sh"
 
 # ROM names the binary builds at run time or shares with a longer literal
 # ("bios.bin" is the tail of "vgabios.bin" in the binary's strings)
@@ -100,4 +86,4 @@ done
 [ $count != 0 ] && [ -z "$missing" ]
 result $? "the $count ROMs in Debian's firmware path ($(echo $debian_dirs)) are all found${missing:+ (missing:$missing)}"
 
-[ $fails = 0 ]
+tap_end

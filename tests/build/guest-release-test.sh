@@ -18,21 +18,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${BUILD_DIR:-$top/build}" && pwd)
 builder="$top/scripts/guest/build-guest.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
-
-result() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        fails=$((fails + 1))
-    fi
-}
-note() { sed 's/^/# /'; }
+. "$top/tests/build/tap.sh"
 
 . /etc/os-release
 codename=${VERSION_CODENAME:-}
@@ -158,4 +144,4 @@ note <"$tmp/out"
     grep -q 'libssl3t64' "$tmp/out" && [ ! -e "$tmp/b2/guest/initrd.img" ]
 result $? "a library only $other provides stops the builder with an error naming it"
 
-[ $fails = 0 ]
+tap_end

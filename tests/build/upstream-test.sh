@@ -12,20 +12,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${BUILD_DIR:-$top/build}" && pwd)
 sums="$top/scripts/qemu-upstream.sha256"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-fails=0
-
-result() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
-        fails=$((fails + 1))
-    fi
-}
+. "$top/tests/build/tap.sh"
 
 # A cache folder holding the pinned files, as links to the verified ones.
 cache() {
@@ -121,4 +108,4 @@ cmd=$(grep -E '^[^#]*make' "$top/.ci/run" | tail -n 1 | sed 's/^ *//')
 [ -n "$cmd" ] && grep -qF "$cmd" "$top/README.rst"
 result $? ".ci/run runs the test command README.rst gives ($cmd)"
 
-[ $fails = 0 ]
+tap_end
