@@ -12,6 +12,18 @@
 #                              the loader and the libraries ldd names,
 #                              OVMF_CODE_4M.fd for L2, and
 #                              tests/nested/l1-init as /init
+#   BUILD_DIR/nested/l1-libvirt.img
+#                              l1.img followed by a second cpio archive
+#                              (the kernel unpacks both): Debian's libvirt
+#                              as installed on this machine (libvirtd, its
+#                              QEMU driver, virsh, the CPU map; the
+#                              packages libvirt0 libvirt-common
+#                              libvirt-daemon libvirt-daemon-driver-qemu
+#                              libvirt-clients of the installed version),
+#                              the libraries ldd names that l1.img lacks,
+#                              OVMF_VARS_4M.fd and the configuration in
+#                              tests/nested/libvirt/.  Only
+#                              tests/nested/libvirt-*-test.py boot it.
 #
 # Like scripts/guest/build-guest.sh, Debian packages are only downloaded
 # (apt-get download, or taken from DEB_CACHE / the guest's download
@@ -32,6 +44,8 @@ root="$out/pkgs"
 init="$top/tests/nested/l1-init"
 qemu=${NESTED_QEMU:-$build/qemu-build/qemu-system-x86_64}
 ovmf=/usr/share/OVMF/OVMF_CODE_4M.fd
+ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
+lvconf="$top/tests/nested/libvirt"
 stamp="$out/stamp"
 
 say() { echo "nested: $*"; }
@@ -41,7 +55,8 @@ for tool in apt-cache apt-get dpkg-deb depmod cpio gzip xz readelf ldd strip \
             sha256sum; do
     command -v "$tool" >/dev/null || die "missing tool '$tool'"
 done
-for f in "$init" "$qemu" "$ovmf"; do
+for f in "$init" "$qemu" "$ovmf" "$ovmf_vars" "$lvconf/qemu.conf" \
+         "$lvconf/libvirtd.conf"; do
     [ -f "$f" ] || die "missing $f"
 done
 
@@ -57,22 +72,30 @@ for p in $pkgs; do
     v=$(candidate "$p")
     [ -n "$v" ] && [ "$v" != "(none)" ] || die "no candidate version for $p"
 done
+# libvirt: the version installed here (bookworm-backports' 11.3 on
+# bookworm), whose libraries ldd finds on this machine
+lvpkgs="libvirt0 libvirt-common libvirt-daemon libvirt-daemon-driver-qemu
+        libvirt-clients"
+lvver=$(dpkg-query -W -f '${Version}' libvirt-daemon-driver-qemu 2>/dev/null ||
+        true)
+[ -n "$lvver" ] || die "libvirt is not installed (scripts/install-deps.sh)"
 want="$versions
-$(sha256sum "$init" "$0" "$qemu" | cut -d' ' -f1 | tr '\n' ' ')"
+libvirt=$lvver
+$(sha256sum "$init" "$0" "$qemu" "$lvconf"/* | cut -d' ' -f1 | tr '\n' ' ')"
 
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ -f "$out/l1.img" ] &&
-   [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp")" = "$want" ]; then
+   [ -f "$out/l1-libvirt.img" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp")" = "$want" ]; then
     say "up to date ($kpkg)"
     exit 0
 fi
 mkdir -p "$debs"
 rm -f "$stamp"
 
-for p in $pkgs; do
-    v=$(candidate "$p")
-    vfile=${v//:/%3a}
+# fetch PACKAGE VERSION: into $debs, from a cache if one has it
+fetch() {
+    local p=$1 v=$2 vfile=${2//:/%3a} found c dir
     found=$(ls "$debs/${p}_${vfile}_"*.deb 2>/dev/null | head -n1 || true)
-    for dir in ${DEB_CACHE:-} "$build/guest/debs"; do
+    for dir in ${DEB_CACHE:-} "$build/guest/debs" /var/cache/apt/archives; do
         [ -z "$found" ] && [ -d "$dir" ] || continue
         c=$(ls "$dir/${p}_${vfile}_"*.deb 2>/dev/null | head -n1 || true)
         if [ -n "$c" ]; then
@@ -86,6 +109,12 @@ for p in $pkgs; do
         (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$p=$v" >/dev/null) ||
             die "apt-get download $p=$v failed"
     fi
+}
+for p in $pkgs; do
+    fetch "$p" "$(candidate "$p")"
+done
+for p in $lvpkgs; do
+    fetch "$p" "$lvver"
 done
 
 rm -rf "$root"
@@ -155,5 +184,54 @@ chmod +x "$stage/init"
 (cd "$stage" && find . -print0 | sort -z |
     cpio --null -o -H newc --quiet --owner=0:0 | gzip -1 >"$out/l1.img.tmp")
 mv "$out/l1.img.tmp" "$out/l1.img"
-echo "$want" >"$stamp"
 say "built $out/l1.img ($(du -k "$out/l1.img" | cut -f1) KiB), kernel $kver"
+
+# The libvirt layer: a second archive after l1.img, so that the tests
+# that do not need libvirt boot no bigger an image
+lvroot="$out/lvpkgs"
+lvstage="$out/lvinitrd"
+rm -rf "$lvroot" "$lvstage"
+mkdir -p "$lvroot"
+for p in $lvpkgs; do
+    dpkg-deb -x "$(ls "$debs/${p}_${lvver//:/%3a}_"*.deb | head -n1)" "$lvroot"
+done
+multi=usr/lib/x86_64-linux-gnu
+drvdir=$multi/libvirt/connection-driver
+mkdir -p "$lvstage"/{usr/sbin,usr/bin,lib,$drvdir,usr/share/libvirt,usr/share/OVMF} \
+         "$lvstage/etc/libvirt" \
+         "$lvstage"/var/{lib,cache,log}/libvirt/qemu "$lvstage"/var/log/libvirt/qemu
+ln -s /run "$lvstage/var/run"
+cp "$lvroot/usr/sbin/libvirtd" "$lvstage/usr/sbin/"
+cp "$lvroot/usr/bin/virsh" "$lvstage/usr/bin/"
+cp "$lvroot/$drvdir/libvirt_driver_qemu.so" "$lvstage/$drvdir/"
+cp -r "$lvroot/usr/share/libvirt/cpu_map" "$lvstage/usr/share/libvirt/"
+# the libraries: libvirt's own from the packages, the rest from this
+# machine (ldd), each only if l1.img does not have it
+for bin in usr/sbin/libvirtd usr/bin/virsh $drvdir/libvirt_driver_qemu.so; do
+    LD_LIBRARY_PATH="$lvroot/$multi" ldd "$lvroot/$bin" |
+        awk '/=> \//{ print $3 } / => not found/{ print "missing:" $1 }'
+done | sort -u | while read -r lib; do
+    case $lib in missing:*) die "ldd: ${lib#missing:} not found" ;; esac
+    base=$(basename "$lib")
+    [ -e "$stage/lib/$base" ] || cp -L "$lib" "$lvstage/lib/$base"
+done
+cp "$ovmf_vars" "$lvstage/usr/share/OVMF/"
+# libvirt's managed detach looks up a VFIO variant driver for the device
+# in modules.alias: the aliases of the modules L1 has, as depmod would
+# write them for exactly those
+mkdir -p "$lvstage/lib/modules/$kver"
+sed 's/\.ko$//; s/-/_/g' "$stage/lib/modules/load-order" |
+    awk 'NR == FNR { have[$1] = 1; next } $1 == "alias" && have[$3]' - \
+        "$moddir/modules.alias" >"$lvstage/lib/modules/$kver/modules.alias"
+cp "$lvconf/qemu.conf" "$lvconf/libvirtd.conf" "$lvstage/etc/libvirt/"
+# libvirtd resolves its built-in QEMU user before it reads qemu.conf
+printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' \
+    'libvirt-qemu:x:64055:64055::/var/lib/libvirt:/bin/false' >"$lvstage/etc/passwd"
+printf '%s\n' 'root:x:0:' 'kvm:x:994:' 'libvirt-qemu:x:64055:' >"$lvstage/etc/group"
+(cd "$lvstage" && find . -print0 | sort -z |
+    cpio --null -o -H newc --quiet --owner=0:0 | gzip -1 >"$out/libvirt.cpio.gz")
+cat "$out/l1.img" "$out/libvirt.cpio.gz" >"$out/l1-libvirt.img.tmp"
+mv "$out/l1-libvirt.img.tmp" "$out/l1-libvirt.img"
+echo "$want" >"$stamp"
+say "built $out/l1-libvirt.img ($(du -k "$out/l1-libvirt.img" | cut -f1) KiB:" \
+    "l1.img + libvirt $lvver, $(du -sk "$lvstage" | cut -f1) KiB unpacked)"
