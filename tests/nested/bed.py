@@ -31,6 +31,7 @@ Every missing piece raises BedError (tests report it as a failure, never
 a skip).  Python 3 standard library only.
 """
 
+import base64
 import json
 import os
 import socket
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "guest"))
@@ -356,8 +358,11 @@ def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
 
 
 class Bed:
-    def __init__(self, name, l1_mem_mib=1024):
+    def __init__(self, name, l1_mem_mib=1024, image="l1.img"):
+        """IMAGE: L1's initramfs in build/nested (l1-libvirt.img: with
+        libvirt)."""
         self.name = name
+        self.image = image
         self.run_dir = h.new_run_dir("nested-" + name)
         self.mem = l1_mem_mib
         self.proc = None
@@ -370,7 +375,7 @@ class Bed:
 
     def command_line(self):
         kernel = os.path.join(NESTED, "vmlinuz")
-        initrd = os.path.join(NESTED, "l1.img")
+        initrd = os.path.join(NESTED, self.image)
         for f in (kernel, initrd):
             if not os.path.exists(f):
                 raise BedError("missing %s (scripts/nested/build-bed.sh)" % f)
@@ -483,6 +488,11 @@ class Bed:
         start = float(fields[1].partition("=")[2])
         return rc, ev[1] - start, fields[2] if len(fields) > 2 else ""
 
+    def write_file(self, path, text):
+        """Write TEXT to PATH in L1 (one agent line, base64)."""
+        self.sh("echo %s | base64 -d >%s"
+                % (base64.b64encode(text.encode()).decode(), path))
+
     def slot_bdf(self, n, fn=0):
         """L1's address of function FN of the device behind L0's root
         port rp N."""
@@ -526,3 +536,47 @@ class Bed:
         for x in (self.qmp, self.agent, self.qmp_line, self.qt_line):
             if x:
                 x.close()
+
+
+# --------------------------------------------------------------------------
+# the main of a nested test
+
+
+def tap_main(run, tests, required=("boot",)):
+    """Run run.t_<test>() for each of TESTS, as TAP.  Each returns
+    (description, diagnostics) or raises; a failure prints run.evidence()
+    and the next test runs all the same, unless the failed one is in
+    REQUIRED: the rest are then reported as not run.  run.bed is the Bed
+    once t_boot made it; run.times a dict of measured figures;
+    run.close() ends L2, the bed and the rest."""
+    print("1..%d" % len(tests))
+    t_all = time.monotonic()
+    broken = None
+    try:
+        for t in tests:
+            t0 = time.monotonic()
+            if broken:
+                h.tap(False, "%s: not run, %s failed" % (t, broken))
+                continue
+            try:
+                if t != "boot" and run.bed is None:
+                    raise h.HarnessError("no bed (boot failed)")
+                desc, diag = getattr(run, "t_" + t.replace("-", "_"))()
+                h.tap(True, "%s: %s" % (t, desc),
+                      diag + ["took %.1f s" % (time.monotonic() - t0)])
+            except Exception as e:      # noqa: BLE001 - reported, go on
+                diag = []
+                try:
+                    diag = run.evidence()
+                except Exception as e2:     # noqa: BLE001
+                    diag = ["(no evidence: %s)" % e2]
+                if not isinstance(e, (h.Fail, h.HarnessError)):
+                    diag.append(traceback.format_exc())
+                h.tap(False, "%s: %s" % (t, e), diag)
+                if t in required:
+                    broken = t
+    finally:
+        run.close()
+    h.note("times (s): %s" % {k: tuple(round(x, 2) for x in v)
+                              for k, v in run.times.items()})
+    h.note("total %.1f s" % (time.monotonic() - t_all))

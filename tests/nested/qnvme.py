@@ -37,21 +37,55 @@ def device_present(qt, n):
     return qt.cfg_read(n, 0, 0, 2) != 0xffff
 
 
-def bsel(qmp, n):
-    return qmp.cmd("qom-get", path="/machine/peripheral/rp%d/rp%d" % (n, n),
+def port_id(n, port=None):
+    """The id of port N: PORT if given (a libvirt alias such as ua-pt1),
+    else rp N (bed.l2_args)."""
+    return port or "rp%d" % n
+
+
+def bsel(qmp, n, port=None):
+    p = port_id(n, port)
+    return qmp.cmd("qom-get", path="/machine/peripheral/%s/%s" % (p, p),
                    property="acpi-pcihp-bsel")
 
 
-def acpi_down(qt, qmp, n):
-    """ACPI asks the guest to eject slot 0 of rp N's bus."""
-    qt.outl(ACPI_PCIHP + PCI_SEL, bsel(qmp, n))
+def acpi_down(qt, qmp, n, port=None):
+    """ACPI asks the guest to eject slot 0 of port N's bus."""
+    qt.outl(ACPI_PCIHP + PCI_SEL, bsel(qmp, n, port))
     return qt.inl(ACPI_PCIHP + PCI_DOWN) & 1
 
 
-def acpi_eject(qt, qmp, n):
+def acpi_eject(qt, qmp, n, port=None):
     """The guest agrees to the removal (_EJ0)."""
-    qt.outl(ACPI_PCIHP + PCI_SEL, bsel(qmp, n))
+    qt.outl(ACPI_PCIHP + PCI_SEL, bsel(qmp, n, port))
     qt.outl(ACPI_PCIHP + PCI_EJ, 1)
+
+
+def port_state(qmp, n, port=None):
+    """Port N's entry in query-passthru-hotplug."""
+    p = port_id(n, port)
+    for x in qmp.cmd("query-passthru-hotplug")["ports"]:
+        if x["id"] == p:
+            return x
+    raise NvmeError("no port %s in query-passthru-hotplug" % p)
+
+
+def ack_surprise(qt, qmp, n, port=None, timeout=30):
+    """The guest saw port N's slot emptied under it: it ejects (ACPI
+    _EJ0), and the port becomes empty."""
+    if device_present(qt, n):
+        raise NvmeError("the device still answers config reads after its "
+                        "removal")
+    if acpi_down(qt, qmp, n, port) != 1:
+        raise NvmeError("ACPI did not ask for the eject")
+    acpi_eject(qt, qmp, n, port)
+    end = time.monotonic() + timeout
+    while port_state(qmp, n, port)["state"] != "empty":
+        if time.monotonic() > end:
+            raise NvmeError("port %s not empty %d s after the eject: %s"
+                            % (port_id(n, port), timeout,
+                               port_state(qmp, n, port)))
+        time.sleep(0.2)
 
 
 def guest_enable(qt, n):
