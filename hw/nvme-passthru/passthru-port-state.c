@@ -59,12 +59,6 @@ BusState *passthru_port_bus(PCIEHotplugPassthru *p)
     return BUS(pci_bridge_get_sec_bus(PCI_BRIDGE(p)));
 }
 
-bool passthru_is_frontend(DeviceState *dev)
-{
-    return object_dynamic_cast(OBJECT(dev), TYPE_VFIO_NVME) ||
-           object_dynamic_cast(OBJECT(dev), TYPE_VFIO_USER_NVME);
-}
-
 static PCIEHotplugPassthru *port_of(PCIDevice *dev)
 {
     PCIDevice *bridge = pci_get_bus(dev)->parent_dev;
@@ -264,7 +258,7 @@ void passthru_unplug_timeout(void *opaque)
     }
 }
 
-/* Called by the frontends */
+/* Called when the device changes, or its host device goes away */
 
 void passthru_port_device_config_written(PCIDevice *dev)
 {

@@ -1,8 +1,10 @@
 /*
  * pcie-hotplug-passthru: what the port's files share
  *
- *   pcie-hotplug-passthru.c  the device: its rules for what may be
- *                            plugged, properties, lifecycle
+ *   pcie-hotplug-passthru.c  the device: its rules for when a device
+ *                            may be plugged, properties, lifecycle
+ *   passthru-port-frontend.c what a device on the port must be, and
+ *                            how the port watches it
  *   passthru-port-state.c    the operation state machine, the events,
  *                            surprise removal, the frontends' entry points
  *   passthru-port-signal.c   how the guest is told: ACPI PCI hotplug or
@@ -99,7 +101,20 @@ extern const PassthruSignalOps passthru_signal_native;
 const char *passthru_port_id(PCIEHotplugPassthru *p);
 const char *passthru_dev_id(PCIDevice *dev);
 BusState *passthru_port_bus(PCIEHotplugPassthru *p);
+
+/*
+ * The devices a port takes (passthru-port-frontend.c).  The checks run
+ * in this order: passthru_is_frontend(), passthru_frontend_check()
+ * before the device is realized where the port's pre_plug sees it, and
+ * passthru_frontend_check_realized() before the guest is told of it.
+ * passthru_frontend_adopt() then makes the port watch the device.
+ */
 bool passthru_is_frontend(DeviceState *dev);
+bool passthru_frontend_check(PCIEHotplugPassthru *p, DeviceState *dev,
+                             Error **errp);
+bool passthru_frontend_check_realized(PCIEHotplugPassthru *p, PCIDevice *pdev,
+                                      Error **errp);
+void passthru_frontend_adopt(PCIDevice *pdev);
 
 /*
  * The state machine (passthru-port-state.c).  Every port, in creation
@@ -127,5 +142,8 @@ void passthru_unplug_timer_update(PCIEHotplugPassthru *p);
 void passthru_unplug_timeout(void *opaque);
 void passthru_surprise_remove(PCIEHotplugPassthru *p,
                               PassthruHotplugCause cause, const char *reason);
+
+/* The device's config space changed: the guest may have enabled it */
+void passthru_port_device_config_written(PCIDevice *dev);
 
 #endif

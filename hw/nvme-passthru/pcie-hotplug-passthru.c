@@ -1,16 +1,18 @@
 /*
  * pcie-hotplug-passthru: a PCIe root port for hotplug of passthrough NVMe
  *
- * A "pcie-root-port" that accepts only the vfio-nvme and vfio-user-nvme
- * frontends, runs one hotplug operation at a time in the whole VM, can
- * take a device away from the guest at once (surprise removal), and
- * reports every operation with the PASSTHRU_HOTPLUG event and
- * query-passthru-hotplug.
+ * A "pcie-root-port" that accepts only passthrough NVMe controllers
+ * (vfio-pci, as libvirt's <hostdev> adds them, and the vfio-nvme and
+ * vfio-user-nvme frontends), runs one hotplug operation at a time in the
+ * whole VM, can take a device away from the guest at once (surprise
+ * removal), and reports every operation with the PASSTHRU_HOTPLUG event
+ * and query-passthru-hotplug.
  *
  * This file is the device: its hotplug callbacks decide what may happen
- * and move the state machine (passthru-port-state.c), then hand the
- * signalling to ACPI PCI hotplug or the slot (passthru-port-signal.c).
- * The query is in passthru-port-qmp.c.
+ * (what the device must be is in passthru-port-frontend.c) and move the
+ * state machine (passthru-port-state.c), then hand the signalling to
+ * ACPI PCI hotplug or the slot (passthru-port-signal.c).  The query is
+ * in passthru-port-qmp.c.
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -20,7 +22,6 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
-#include "qemu/error-report.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "hw/pci/pcie_port.h"
@@ -37,8 +38,11 @@ static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
 
     if (!passthru_is_frontend(dev)) {
         error_setg(errp, "pcie-hotplug-passthru port '%s' accepts only "
-                   "vfio-nvme and vfio-user-nvme devices, not '%s'",
+                   "vfio-pci, vfio-nvme and vfio-user-nvme devices, not '%s'",
                    passthru_port_id(p), object_get_typename(OBJECT(dev)));
+        return;
+    }
+    if (!passthru_frontend_check(p, dev, errp)) {
         return;
     }
     if (passthru_device_count() >= PASSTHRU_MAX_DEVICES) {
@@ -77,9 +81,12 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
 
     /*
      * Everything that may refuse the device comes before the guest is
-     * told of it: with -only-migratable, the migration blocker does.
+     * told of it: what the realized device turns out to be, and, with
+     * -only-migratable, the migration blocker.  A refused device is
+     * unrealized again by qdev, and no DEVICE_DELETED is sent.
      */
-    if (!passthru_device_attach(p, PCI_DEVICE(dev), errp)) {
+    if (!passthru_frontend_check_realized(p, PCI_DEVICE(dev), errp) ||
+        !passthru_device_attach(p, PCI_DEVICE(dev), errp)) {
         return;
     }
     p->signal->plug(p, dev, errp);
@@ -87,6 +94,7 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
         passthru_device_detach(p);
         return;
     }
+    passthru_frontend_adopt(p->dev);
     if (dev->hotplugged) {
         passthru_op_start(p, PASSTHRU_HOTPLUG_OPERATION_ADD,
                           PASSTHRU_HOTPLUG_CAUSE_QMP,
@@ -191,38 +199,68 @@ static bool passthru_is_hotpluggable_bus(HotplugHandler *hotplug_dev,
 }
 
 /*
- * Once every -device is realized, and before the first reset assigns
- * ACPI's bus selectors: take the bus back from ICH9-LPC, remembering it
- * for the signalling, and account for cold-plugged frontends.
+ * ICH9-LPC takes the secondary bus of every cold-plugged bridge for ACPI
+ * PCI hotplug (acpi_pcihp_device_plug_cb()), right after the bridge is
+ * realized, by setting the bus's hotplug-handler link.  The port keeps
+ * its bus instead, and remembers ICH9-LPC for the signalling: so its own
+ * callbacks see every device plugged into it, cold or hot, before the
+ * device is realized, in either mode.
  */
+static void bus_get_hotplug_handler(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    BusState *bus = BUS(obj);
+    g_autofree char *path = bus->hotplug_handler ?
+        object_get_canonical_path(OBJECT(bus->hotplug_handler)) :
+        g_strdup("");
+
+    visit_type_str(v, name, &path, errp);
+}
+
+static void bus_set_hotplug_handler(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    PCIEHotplugPassthru *p = opaque;
+    g_autofree char *path = NULL;
+    Object *handler;
+
+    if (!visit_type_str(v, name, &path, errp)) {
+        return;
+    }
+    handler = object_resolve_path_type(path, TYPE_HOTPLUG_HANDLER, NULL);
+    if (!handler) {
+        error_setg(errp, "port '%s': '%s' is no hotplug handler",
+                   passthru_port_id(p), path);
+        return;
+    }
+    if (handler == OBJECT(p)) {
+        BUS(obj)->hotplug_handler = HOTPLUG_HANDLER(p);
+        return;
+    }
+    p->acpi_hp = HOTPLUG_HANDLER(handler);
+    p->signal = &passthru_signal_acpi;
+}
+
+static void passthru_keep_bus(PCIEHotplugPassthru *p)
+{
+    Object *bus = OBJECT(passthru_port_bus(p));
+
+    object_property_del(bus, QDEV_HOTPLUG_HANDLER_PROPERTY);
+    object_property_add(bus, QDEV_HOTPLUG_HANDLER_PROPERTY,
+                        "link<" TYPE_HOTPLUG_HANDLER ">",
+                        bus_get_hotplug_handler, bus_set_hotplug_handler,
+                        NULL, p);
+}
+
+/* Once the machine is built, the signalling is settled */
 static void passthru_machine_done(Notifier *notifier, void *data)
 {
     PCIEHotplugPassthru *p = container_of(notifier, PCIEHotplugPassthru,
                                           machine_done);
-    BusState *bus = passthru_port_bus(p);
-    BusChild *kid;
 
-    if (bus->hotplug_handler &&
-        bus->hotplug_handler != HOTPLUG_HANDLER(p)) {
-        p->acpi_hp = bus->hotplug_handler;
-        p->signal = &passthru_signal_acpi;
-        qbus_set_hotplug_handler(bus, OBJECT(p));
-    }
     trace_passthru_port_mode(passthru_port_id(p), p->signal->name);
-
-    QTAILQ_FOREACH(kid, &bus->children, sibling) {
-        if (!passthru_is_frontend(kid->child)) {
-            error_report("pcie-hotplug-passthru port '%s' accepts only "
-                         "vfio-nvme and vfio-user-nvme devices, not '%s'",
-                         passthru_port_id(p),
-                         object_get_typename(OBJECT(kid->child)));
-            exit(1);
-        }
-        if (!p->dev) {
-            passthru_device_attach(p, PCI_DEVICE(kid->child), &error_fatal);
-        }
-        passthru_set_state(p, PASSTHRU_PORT_STATE_PRESENT);
-    }
 }
 
 /* Properties */
@@ -301,8 +339,9 @@ static void passthru_realize(DeviceState *dev, Error **errp)
         return;
     }
     p->state = PASSTHRU_PORT_STATE_EMPTY;
-    /* The slot's own, until ICH9-LPC turns out to have taken the bus */
+    /* The slot's own, unless ICH9-LPC turns out to want the bus */
     p->signal = &passthru_signal_native;
+    passthru_keep_bus(p);
     p->unplug_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
                                    passthru_unplug_timeout, p);
     p->machine_done.notify = passthru_machine_done;
@@ -372,6 +411,7 @@ static void passthru_class_init(ObjectClass *klass, const void *data)
     object_class_property_set_description(klass, "unplug-timeout-ms",
         "Turn an orderly removal the guest has not completed after this "
         "many ms into a surprise removal (0: wait forever)");
+
 }
 
 static const TypeInfo passthru_info = {
