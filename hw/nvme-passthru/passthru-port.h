@@ -38,6 +38,7 @@ struct PCIEHotplugPassthru {
 
     /* Properties, settable at run time */
     PassthruRemoval removal;
+    uint32_t add_timeout_ms;
     uint32_t unplug_timeout_ms;
 
     /* The operation state */
@@ -54,7 +55,7 @@ struct PCIEHotplugPassthru {
     const PassthruSignalOps *signal;
     HotplugHandler *acpi_hp;        /* ICH9-LPC, with ACPI PCI hotplug */
 
-    QEMUTimer *unplug_timer;        /* orderly removal -> surprise */
+    QEMUTimer *op_timer;            /* add or orderly removal -> surprise */
     Notifier machine_done;
     QTAILQ_ENTRY(PCIEHotplugPassthru) next;
 };
@@ -138,8 +139,8 @@ void passthru_op_start(PCIEHotplugPassthru *p, PassthruHotplugOperation op,
                        const char *reason);
 void passthru_emit(PCIEHotplugPassthru *p, PassthruHotplugPhase phase,
                    const char *reason);
-void passthru_unplug_timer_update(PCIEHotplugPassthru *p);
-void passthru_unplug_timeout(void *opaque);
+void passthru_op_timer_update(PCIEHotplugPassthru *p);
+void passthru_op_timeout(void *opaque);
 void passthru_surprise_remove(PCIEHotplugPassthru *p,
                               PassthruHotplugCause cause, const char *reason);
 

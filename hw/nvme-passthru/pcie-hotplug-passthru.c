@@ -29,6 +29,13 @@
 #include "passthru-port.h"
 #include "trace.h"
 
+/*
+ * A guest's nvme driver enables a hot-added controller within a second,
+ * even under TCG; one that has not after this long has no driver, or is
+ * not running an OS, and holds up every other operation in the VM.
+ */
+#define PASSTHRU_ADD_TIMEOUT_MS_DEFAULT 30000
+
 /* HotplugHandler: the policy, then the signalling */
 
 static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
@@ -99,6 +106,7 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
         passthru_op_start(p, PASSTHRU_HOTPLUG_OPERATION_ADD,
                           PASSTHRU_HOTPLUG_CAUSE_QMP,
                           PASSTHRU_PORT_STATE_ADDING, NULL);
+        passthru_op_timer_update(p);
         passthru_port_device_config_written(p->dev);
     } else {
         passthru_set_state(p, PASSTHRU_PORT_STATE_PRESENT);
@@ -130,17 +138,22 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
         return;
     }
     /*
-     * One operation at a time.  Only an add that the guest never
-     * completes may be cut short, and only by a surprise removal.
+     * device_del of the device being added cancels the add: the guest
+     * has not enabled the device, so no driver of it is using it, and a
+     * management stack that gave up on the add gets DEVICE_DELETED at
+     * once, in either removal mode.
      */
-    if ((passthru_pending_port() != p ||
-         p->removal != PASSTHRU_REMOVAL_SURPRISE ||
-         p->state != PASSTHRU_PORT_STATE_ADDING) &&
-        !passthru_check_no_pending(errp)) {
-        error_append_hint(errp, "A removal in progress can be forced, and "
-                          "an add the guest does not complete cut short, "
-                          "by setting the port's removal property to "
-                          "surprise.\n");
+    if (p->state == PASSTHRU_PORT_STATE_ADDING) {
+        passthru_surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_QMP,
+                                 "device_del cancelled the add");
+        return;
+    }
+    /* One operation at a time */
+    if (!passthru_check_no_pending(errp)) {
+        error_append_hint(errp, "device_del of the device being added "
+                          "cancels the add; a removal in progress can be "
+                          "forced by setting the port's removal property "
+                          "to surprise.\n");
         return;
     }
     if (p->removal == PASSTHRU_REMOVAL_SURPRISE) {
@@ -155,7 +168,7 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
     passthru_op_start(p, PASSTHRU_HOTPLUG_OPERATION_REMOVE,
                       PASSTHRU_HOTPLUG_CAUSE_QMP,
                       PASSTHRU_PORT_STATE_REMOVING, NULL);
-    passthru_unplug_timer_update(p);
+    passthru_op_timer_update(p);
 }
 
 /* The device leaves the bus: the guest ejected it, or we took it away */
@@ -170,7 +183,7 @@ static void passthru_unplug(HotplugHandler *hotplug_dev, DeviceState *dev,
                          "completed by a reset of the VM" : NULL;
 
     if (!surprise && p->dev == PCI_DEVICE(dev)) {
-        timer_del(p->unplug_timer);
+        timer_del(p->op_timer);
         if (p->state == PASSTHRU_PORT_STATE_ADDING) {
             /* The add in progress fails: the guest did not want it */
             p->cause = PASSTHRU_HOTPLUG_CAUSE_GUEST;
@@ -303,7 +316,28 @@ static void set_unplug_timeout(Object *obj, Visitor *v, const char *name,
     }
     p->unplug_timeout_ms = value;
     /* A pending orderly removal gets the new timeout, from its start */
-    passthru_unplug_timer_update(p);
+    passthru_op_timer_update(p);
+}
+
+static void get_add_timeout(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    visit_type_uint32(v, name, &PCIE_HOTPLUG_PASSTHRU(obj)->add_timeout_ms,
+                      errp);
+}
+
+static void set_add_timeout(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(obj);
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    p->add_timeout_ms = value;
+    /* A pending add gets the new timeout, from its start */
+    passthru_op_timer_update(p);
 }
 
 /* Lifecycle */
@@ -342,8 +376,7 @@ static void passthru_realize(DeviceState *dev, Error **errp)
     /* The slot's own, unless ICH9-LPC turns out to want the bus */
     p->signal = &passthru_signal_native;
     passthru_keep_bus(p);
-    p->unplug_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
-                                   passthru_unplug_timeout, p);
+    p->op_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL, passthru_op_timeout, p);
     p->machine_done.notify = passthru_machine_done;
     qemu_add_machine_init_done_notifier(&p->machine_done);
     QTAILQ_INSERT_TAIL(&passthru_ports, p, next);
@@ -356,7 +389,7 @@ static void passthru_unrealize(DeviceState *dev)
 
     QTAILQ_REMOVE(&passthru_ports, p, next);
     qemu_remove_machine_init_done_notifier(&p->machine_done);
-    timer_free(p->unplug_timer);
+    timer_free(p->op_timer);
     PCIE_HOTPLUG_PASSTHRU_GET_CLASS(p)->parent_unrealize(dev);
 }
 
@@ -371,6 +404,8 @@ static void passthru_instance_init(Object *obj)
      */
     rp->res_reserve.io = 0;
     rp->res_reserve.mem_non_pref = 2 * MiB;
+    PCIE_HOTPLUG_PASSTHRU(obj)->add_timeout_ms =
+        PASSTHRU_ADD_TIMEOUT_MS_DEFAULT;
 }
 
 static void passthru_class_init(ObjectClass *klass, const void *data)
@@ -411,7 +446,13 @@ static void passthru_class_init(ObjectClass *klass, const void *data)
     object_class_property_set_description(klass, "unplug-timeout-ms",
         "Turn an orderly removal the guest has not completed after this "
         "many ms into a surprise removal (0: wait forever)");
-
+    object_class_property_add(klass, "add-timeout-ms", "uint32",
+                              get_add_timeout, set_add_timeout,
+                              NULL, NULL);
+    object_class_property_set_description(klass, "add-timeout-ms",
+        "Fail a hot-add that the guest has not completed (enabled the "
+        "device) after this many ms, and take the device away (0: wait "
+        "forever)");
 }
 
 static const TypeInfo passthru_info = {

@@ -257,6 +257,14 @@ static const BadQmp bad_qmp[] = {
       "{'path': '/machine/peripheral/rp1', "
       "'property': 'unplug-timeout-ms', 'value': 4294967296}",
       "Parameter 'unplug-timeout-ms' expects uint32_t" },
+    { "property/add-timeout-negative", "qom-set",
+      "{'path': '/machine/peripheral/rp1', "
+      "'property': 'add-timeout-ms', 'value': -1}",
+      "Parameter 'add-timeout-ms' expects uint32_t" },
+    { "property/add-timeout-string", "qom-set",
+      "{'path': '/machine/peripheral/rp1', "
+      "'property': 'add-timeout-ms', 'value': 'soon'}",
+      "Parameter 'add-timeout-ms' expects " },
     { "property/unplug-timeout-string", "qom-set",
       "{'path': '/machine/peripheral/rp1', "
       "'property': 'unplug-timeout-ms', 'value': 'soon'}",
