@@ -21,8 +21,10 @@ LBA = 8                 # where L2 writes
 BOUND_S = 10            # a host-side removal must return within this
 
 TESTS = ["boot", "hot-add", "refusals", "orderly-removal",
-         "host-remove", "host-unbind", "l0-device-del", "l0-device-add",
-         "aer-error"]
+         "host-remove", "host-unbind", "vfio-pci-hot-add",
+         "vfio-pci-refusals", "vfio-pci-host-unbind", "l0-device-del",
+         "l0-device-add", "aer-error"]
+PCI_UNBIND_S = 1.0      # plain vfio-pci: host unbind -> surprise removal
 
 
 class Run:
@@ -43,12 +45,12 @@ class Run:
             Q.number_bus(self.l2.qt, n)
         return self.l2
 
-    def hot_add(self, host, n=1, dev="nvme0"):
-        """device_add vfio-nvme on rp N of L2; the guest enables it."""
+    def hot_add(self, host, n=1, dev="nvme0", driver="vfio-nvme"):
+        """device_add DRIVER on rp N of L2; the guest enables it."""
         qmp, qt = self.l2.qmp, self.l2.qt
         m = qmp.mark()
         t0 = h.now()
-        qmp.cmd("device_add", driver="vfio-nvme", id=dev, bus="rp%d" % n,
+        qmp.cmd("device_add", driver=driver, id=dev, bus="rp%d" % n,
                 host=host)
         t_reply = h.now() - t0
         _, ev, _ = qmp.wait_hotplug(dev, "add", ("started",), 30, m)
@@ -256,6 +258,72 @@ class Run:
         self.bed.bind(self.bdf, "nvme")
         return ("L1 unbinds vfio-pci under L2: L2 surprise-removes (host-gone), "
                 "the write returns in %.2f s" % self.times["unbind"][0], diag)
+
+    # plain vfio-pci, as libvirt's <hostdev> sends it: the same rules
+
+    def t_vfio_pci_hot_add(self):
+        vfio = self.bed.bind(self.bdf, "vfio-pci")
+        cls, t_reply, state = self.hot_add(self.bdf, dev="pci0",
+                                           driver="vfio-pci")
+        check(cls == 0x010802, "class %06x read in L2" % cls)
+        serial, _ = Q.Nvme(self.l2.qt, 1).start().identify()
+        check(serial == "bed1", "Identify: serial %r" % serial)
+        return ("plain vfio-pci on rp1 (%s): adding until the guest enables "
+                "it, then completed; Identify serial %s" % (vfio, serial),
+                ["device_add answered in %.2f s" % t_reply,
+                 "port while adding: %s" % state])
+
+    def t_vfio_pci_refusals(self):
+        qmp = self.l2.qmp
+        nic, other = self.bed.slot_bdf(3), self.bed.slot_bdf(2)
+        nic5, nvme5 = self.bed.slot_bdf(5), self.bed.slot_bdf(5, 1)
+        for bdf in (nic, nvme5, nic5):
+            self.bed.bind(bdf, "vfio-pci")
+        m = qmp.mark()
+        errs = []
+        for host, want in (
+                (nic, "vfio-pci 'bad0': class code 02:00:00 is not an NVMe "
+                 "controller (01:08:02)"),
+                (nvme5, "vfio-pci 'bad0': IOMMU group %s of %s also holds "
+                 "%s: pass through a device that is alone in its group"
+                 % (self.bed.sh("group %s" % nvme5)[0].strip(), nvme5,
+                    nic5))):
+            reply, _ = qmp.send("device_add", driver="vfio-pci", id="bad0",
+                                bus="rp2", host=host)
+            desc = reply.get("error", {}).get("desc", "")
+            check(want in desc, "device_add vfio-pci %s: %r, not ...%s..."
+                  % (host, desc or reply, want))
+            check(self.port(2)["state"] == "empty", "rp2 %s" % self.port(2))
+            errs.append(desc)
+        ev = [e for _, e in qmp.events[m:] if e["event"] == "PASSTHRU_HOTPLUG"]
+        check(not ev, "refused adds sent events: %s" % ev)
+        # the port is still usable: an NVMe goes in and out
+        self.bed.bind(other, "vfio-pci")
+        self.hot_add(other, n=2, dev="pci2", driver="vfio-pci")
+        m = qmp.mark()
+        qmp.cmd("device_del", id="pci2")
+        qmp.wait_hotplug("pci2", "remove", ("started",), 30, m)
+        Q.acpi_eject(self.l2.qt, qmp, 2)
+        qmp.wait_event(lambda e: e["event"] == "DEVICE_DELETED", 30, m)
+        check(self.port(2)["state"] == "empty", "rp2 %s" % self.port(2))
+        for bdf, drv in ((other, "nvme"), (nvme5, "nvme"), (nic5, "e1000e"),
+                         (nic, "e1000e")):
+            self.bed.bind(bdf, drv)
+        return ("plain vfio-pci refused for the e1000e (class) and for the "
+                "NVMe sharing its IOMMU group; rp2 stays empty and then takes "
+                "an NVMe", errs)
+
+    def t_vfio_pci_host_unbind(self):
+        diag = self.surprise(
+            "pci0", 1, "echo %s > /sys/bus/pci/drivers/vfio-pci/unbind"
+            % self.bdf, "pci-unbind")
+        took, tc = self.times["pci-unbind"]
+        check(tc < PCI_UNBIND_S, "surprise removal %.2f s after the unbind "
+              "started (bound %.1f s)" % (tc, PCI_UNBIND_S))
+        self.ack_surprise(1)
+        self.bed.bind(self.bdf, "nvme")
+        return ("L1 unbinds the plain vfio-pci: surprise removal (host-gone) "
+                "%.2f s after, the write returns in %.2f s" % (tc, took), diag)
 
     def t_l0_device_del(self):
         self.bed.bind(self.bdf, "vfio-pci")
