@@ -272,6 +272,14 @@ class QTest:
         return 0
 
 
+def wait_deleted(qmp, dev, since, timeout=30):
+    """Host time of QEMU's DEVICE_DELETED of DEV (QMP events from SINCE)."""
+    return qmp.wait_event(
+        lambda e: e["event"] == "DEVICE_DELETED"
+        and e.get("data", {}).get("device") == dev, timeout, since,
+        "DEVICE_DELETED %s" % dev)[0]
+
+
 # --------------------------------------------------------------------------
 # L2
 
@@ -449,6 +457,19 @@ class Bed:
                                % (e, self.tail("l1-console.log")))
             raise
         return self
+
+    def evidence(self, commands):
+        """What to show after a failure: the output of each shell command
+        in COMMANDS while L1 runs, else the end of L0's log and L1's
+        console; and where the logs are."""
+        out = []
+        if self.alive():
+            for c in commands:
+                out += self.sh(c, check=False)
+        else:
+            out.append("L0 gone: " + self.tail("l0.log"))
+            out.append("L1 console: " + self.tail("l1-console.log"))
+        return out + ["logs: " + self.run_dir]
 
     def tail(self, f, n=5):
         try:

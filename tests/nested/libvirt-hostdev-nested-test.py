@@ -188,10 +188,7 @@ class Run:
                 if e["event"] == "PASSTHRU_HOTPLUG"]
 
     def wait_deleted(self, alias, since, timeout=30):
-        return self.qmp.wait_event(
-            lambda e: e["event"] == "DEVICE_DELETED"
-            and e.get("data", {}).get("device") == alias, timeout, since,
-            "DEVICE_DELETED %s" % alias)[0]
+        return B.wait_deleted(self.qmp, alias, since, timeout)
 
     def attach(self, bdf, alias, n=1):
         """virsh attach-device of a managed hostdev: (rc, output, seconds,
@@ -477,19 +474,13 @@ class Run:
             out.append("QEMU events: %s" % [
                 e["event"] + str(e.get("data", ""))
                 for _, e in self.qmp.events[-6:]])
-        if self.bed and self.bed.alive():
-            out += self.bed.sh("tail -n 3 %s" % DOMLOG, check=False)
-            out += self.bed.sh("grep -E ' (error|warning) ' "
-                               "/var/log/libvirt/libvirtd.log | tail -n 3",
-                               check=False)
-            out += self.bed.sh("tail -n 3 %s %s" % (EV_LIBVIRT, EV_QEMU),
-                               check=False)
-            out += self.bed.sh("dmesg | tail -n 3", check=False)
-        elif self.bed:
-            out.append("L0 gone: " + self.bed.tail("l0.log"))
-            out.append("L1 console: " + self.bed.tail("l1-console.log"))
         if self.bed:
-            out.append("logs: " + self.bed.run_dir)
+            out += self.bed.evidence([
+                "tail -n 3 %s" % DOMLOG,
+                "grep -E ' (error|warning) ' /var/log/libvirt/libvirtd.log "
+                "| tail -n 3",
+                "tail -n 3 %s %s" % (EV_LIBVIRT, EV_QEMU),
+                "dmesg | tail -n 3"])
         return out
 
 

@@ -86,9 +86,7 @@ class Run:
         check(d["phase"] == "completed", "surprise-remove %s" % d)
         check(d.get("cause") == "host-gone", "cause %s, not host-gone"
               % d.get("cause"))
-        td, _, _ = qmp.wait_event(
-            lambda e: e["event"] == "DEVICE_DELETED"
-            and e.get("data", {}).get("device") == dev, 30, m, "DEVICE_DELETED")
+        td = B.wait_deleted(qmp, dev, m)
         rc, took, out = self.bed.wait_bg(tag, mark, 60)
         t_host = h.now() - t0
         check(rc == 0, "L1 '%s' failed: rc=%d %s" % (action, rc, out))
@@ -337,10 +335,7 @@ class Run:
                                       since=m2)
         check(ev["data"]["phase"] == "completed" and
               ev["data"].get("cause") == "host-gone", "L2: %s" % ev["data"])
-        td, _, _ = self.bed.qmp.wait_event(
-            lambda e: e["event"] == "DEVICE_DELETED"
-            and e.get("data", {}).get("device") == "l0nvme1", 60, m0,
-            "DEVICE_DELETED l0nvme1 in L0")
+        td = B.wait_deleted(self.bed.qmp, "l0nvme1", m0, 60)
         check(self.l2.running() == "running", "L2 not running")
         self.ack_surprise(1)
         self.times["l0-del"] = (td - t0, tc - t0)
@@ -412,14 +407,9 @@ class Run:
             out.append("L2 log: " + self.l2.log_tail())
             out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
                                           for _, e in self.l2.qmp.events[-6:]])
-        if self.bed and self.bed.alive():
-            out += self.bed.sh("dmesg | tail -n 8", check=False)
-            out += self.bed.sh("dmesg | grep -i aer | tail -n 6", check=False)
-        elif self.bed:
-            out.append("L0 gone: " + self.bed.tail("l0.log"))
-            out.append("L1 console: " + self.bed.tail("l1-console.log"))
         if self.bed:
-            out.append("logs: " + self.bed.run_dir)
+            out += self.bed.evidence(["dmesg | tail -n 8",
+                                      "dmesg | grep -i aer | tail -n 6"])
         return out
 
 
