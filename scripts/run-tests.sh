@@ -151,7 +151,7 @@ done
 
 # Kernel VFIO in a nested test bed: L0 TCG + intel-iommu, L1 vfio-pci,
 # L2 the fork in qtest mode (tests/nested/bed.py), and libvirtd in L1
-# (libvirt-hostdev-nested-test.py); about 3 minutes
+# (libvirt-hostdev-nested-test.py); about 2 minutes
 for t in "$top"/tests/nested/*-test.py; do
     [ -f "$t" ] && run "nested/$(basename "$t" .py)" 15m python3 "$t"
 done
