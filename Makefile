@@ -43,14 +43,15 @@ build: upstream
 
 # virt-nvme-hotplug: passthrough hotplug of a libvirt domain
 TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
-TOOL_SRC = contrib/virt-nvme-hotplug/virt-nvme-hotplug.c
-TOOL_LIBS = libvirt libvirt-qemu json-c
+TOOL_SRC = $(wildcard contrib/virt-nvme-hotplug/*.c)
+TOOL_HDR = $(wildcard contrib/virt-nvme-hotplug/*.h)
+TOOL_LIBS = libvirt libvirt-qemu json-c libxml-2.0
 .PHONY: tools
 tools: $(TOOL)
-$(TOOL): $(TOOL_SRC)
+$(TOOL): $(TOOL_SRC) $(TOOL_HDR)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
-	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
+	    -o $@ $(TOOL_SRC) $$(pkg-config --cflags --libs $(TOOL_LIBS))
 
 # The sanitized build (after the normal one: one build at a time)
 build-san: build

@@ -18,7 +18,6 @@ Usage: tests/guest/libvirt-test.py (as root)
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
@@ -368,121 +367,85 @@ class Run:
         return "bad arguments are refused with exit 2 and a reason", out
 
     def t_kernel_vfio(self):
-        """What the tool prepares for a kernel VFIO NVMe, on a fake sysfs
-        (no IOMMU here): refusals, then a prepared device whose add QEMU
-        itself fails (no /dev/vfio on this machine)."""
+        """virt-nvme-hotplug --host: its own refusals on a fake sysfs, then
+        it asks libvirt for a <hostdev>, and libvirt's refusal on a host
+        without an IOMMU reaches the user (exit 1)."""
         fake = os.path.join(self.run, "fakeroot")
         bdf = "0000:3b:00.0"
         dev = os.path.join(fake, "sys/bus/pci/devices", bdf)
         os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n1/nvme0n1p1"))
+        os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n2/holders"))
         os.makedirs(os.path.join(fake, "sys/bus/pci/drivers/nvme"))
-        os.makedirs(os.path.join(fake, "sys/bus/pci/drivers/vfio-pci"))
-        os.makedirs(os.path.join(fake, "sys/kernel/iommu_groups/17"))
         os.makedirs(os.path.join(fake, "proc"))
-        os.makedirs(os.path.join(fake, "dev/vfio"))
         with open(os.path.join(dev, "class"), "w") as f:
             f.write("0x010601\n")
-        sleeper = subprocess.Popen(["sleep", "300"])
-        pid = sleeper.pid
-        os.makedirs(os.path.join(fake, "proc", str(pid)))
-        with open(os.path.join(fake, "proc", str(pid), "status"), "w") as f:
-            f.write("Name:\tqemu\nUid:\t64055\t64055\t64055\t64055\n"
-                    "Gid:\t64055\t64055\t64055\t64055\n"
-                    "CapEff:\t0000000000000000\n")
-        limits = os.path.join(fake, "proc", str(pid), "limits")
-        with open(limits, "w") as f:
-            f.write("Max locked memory         65536                65536"
-                    "                bytes\n")
         env = dict(os.environ, VIRT_NVME_HOTPLUG_ROOT=fake)
-        # Can a limit be raised here?  Not without CAP_SYS_RESOURCE
-        probe = subprocess.Popen(["sleep", "30"])
-        try:
-            resource.prlimit(probe.pid, resource.RLIMIT_MEMLOCK,
-                             (2 << 30, 2 << 30))
-            can_raise = True
-        except OSError:
-            can_raise = False
-        probe.kill()
-        probe.wait()
-        memlock = ((1, "") if can_raise else
-                   (2, "add <locked/> to the domain's <memoryBacking>"))
 
-        def add(*extra):
-            rc, o, e = sh([TOOL, "-c", URI, "--json", "--qemu-pid", str(pid),
-                           DOMAIN, "add", "ua-pt1", "nvme-k"] + list(extra),
-                          env=env)
+        def add(*args):
+            rc, o, e = sh([TOOL, "-c", URI, "--json", DOMAIN, "add"] +
+                          list(args), env=env)
             return rc, (json.loads(o) if o.strip() else {"reason": e})
 
-        def relink(name, target):
-            p = os.path.join(dev, name)
-            if os.path.lexists(p):
-                os.unlink(p)
-            if target:
-                os.symlink(target, p)
+        def write(path, text):
+            with open(os.path.join(fake, path), "w") as f:
+                f.write(text)
 
         steps = []
-        try:
-            for setup, args, rc_want, want in (
-                    (None, ("--host", "0000:3c:00.0"), 2, "no PCI device"),
-                    (None, ("--host", "3b:00.0"), 2, "not an NVMe controller"),
-                    ("mounted", ("--host", bdf), 2, "mounted on /srv"),
-                    ("nvme", ("--sysfsdev",
-                              "/sys/bus/pci/devices/%s/" % bdf), 2,
-                     "virsh nodedev-detach pci_0000_3b_00_0"),
-                    ("vfio", ("--host", bdf), 2, "no IOMMU group"),
-                    ("group", ("--host", bdf), 2, "/dev/vfio/17 does not"),
-                    ("node", ("--host", bdf)) + memlock,
-                    ("unlimited", ("--host", bdf), 1, "3b:00.0")):
-                if setup == "mounted":
-                    with open(os.path.join(dev, "class"), "w") as f:
-                        f.write("0x010802\n")
-                    relink("driver", "../../../bus/pci/drivers/nvme")
-                    with open(os.path.join(fake, "proc/mounts"), "w") as f:
-                        f.write("/dev/nvme0n1p1 /srv ext4 rw 0 0\n")
-                elif setup == "nvme":
-                    with open(os.path.join(fake, "proc/mounts"), "w") as f:
-                        f.write("/dev/sda1 / ext4 rw 0 0\n")
-                elif setup == "vfio":
-                    relink("driver", "../../../bus/pci/drivers/vfio-pci")
-                elif setup == "group":
-                    relink("iommu_group", "../../../kernel/iommu_groups/17")
-                elif setup == "node":
-                    open(os.path.join(fake, "dev/vfio/17"), "w").close()
-                    open(os.path.join(fake, "dev/vfio/vfio"), "w").close()
-                elif setup == "unlimited":
-                    # What <locked/> makes libvirt set
-                    with open(limits, "w") as f:
-                        f.write("Max locked memory         unlimited    "
-                                "        unlimited            bytes\n")
-                rc, r = add(*args)
-                check(rc == rc_want and want in r.get("reason", ""),
-                      "%s: exit %d (want %d): %s" % (setup or args[1], rc,
-                                                     rc_want, r))
-                steps.append("%s: %s" % (setup or " ".join(args),
-                                         r.get("reason")))
-            # Prepared like libvirt would: the group node handed to QEMU's
-            # user (and QEMU's memory lock limit raised where allowed)
-            st = os.stat(os.path.join(fake, "dev/vfio/17"))
-            check(st.st_uid == 64055 and st.st_gid == 64055,
-                  "/dev/vfio/17 not handed over: uid %d" % st.st_uid)
-            if can_raise:
-                with open("/proc/%d/limits" % pid) as f:
-                    lim = [l for l in f if l.startswith("Max locked")][0]
-                check(int(lim.split()[3]) == (512 << 20) + (1 << 30),
-                      "memlock not raised: %s" % lim)
-                steps.append("memlock raised: %s" % " ".join(lim.split()))
-            check(r["result"] == "failed" and "3b:00.0" in r["reason"],
-                  "QEMU's own error not reported: %s" % r)
-            st = tool_json(DOMAIN, "status")
-            check(st["ports"][0]["state"] in ("empty", "removing"),
-                  "ua-pt1 after the failed add: %s" % st["ports"][0])
-        finally:
-            sleeper.kill()
-            sleeper.wait()
-        return ("kernel VFIO: refused until the device is an unused NVMe on "
-                "vfio-pci with an IOMMU group; then prepared (group node "
-                "owner; memlock raised, or refused with the fix) and QEMU's "
-                "own error reported", steps)
+        for setup, args, rc_want, want in (
+                (None, ("ua-pt1", "ua-k", "--host", "0000:3c:00.0"), 2,
+                 "no PCI device 0000:3c:00.0"),
+                (None, ("ua-pt1", "ua-k", "--host", "3b:00.0"), 2,
+                 "not an NVMe controller: class 0x010601"),
+                ("nvme", ("ua-pt1", "nvme-k", "--host", bdf), 2,
+                 "begin with 'ua-'"),
+                ("nvme", ("pci.3", "ua-k", "--host", bdf), 2,
+                 "not a passthrough port"),
+                ("mounted", ("ua-pt2", "ua-k", "--host", bdf), 2,
+                 "in use by the host: /dev/nvme0n1p1 is mounted on /srv"),
+                ("swap", ("ua-pt2", "ua-k", "--sysfsdev",
+                          "/sys/bus/pci/devices/%s/" % bdf), 2,
+                 "/dev/nvme0n1 is in use as swap"),
+                ("held", ("ua-pt2", "ua-k", "--host", bdf), 2,
+                 "/dev/nvme0n2 is held by another block device"),
+                ("idle", ("ua-pt2", "ua-k", "--host", bdf), 1,
+                 "libvirt could not add 0000:3b:00.0 as a <hostdev>: "
+                 "unsupported configuration: host doesn't support "
+                 "passthrough of host PCI devices (the host runs without "
+                 "an IOMMU")):
+            if setup == "nvme":
+                write(os.path.join(dev, "class"), "0x010802\n")
+                if not os.path.lexists(os.path.join(dev, "driver")):
+                    os.symlink("../../../bus/pci/drivers/nvme",
+                               os.path.join(dev, "driver"))
+                write("proc/mounts", "/dev/sda1 / ext4 rw 0 0\n")
+            elif setup == "mounted":
+                write("proc/mounts", "/dev/nvme0n1p1 /srv ext4 rw 0 0\n")
+            elif setup == "swap":
+                write("proc/mounts", "/dev/sda1 / ext4 rw 0 0\n")
+                write("proc/swaps", "Filename Type Size Used Priority\n"
+                      "/dev/nvme0n1 partition 1024 0 -2\n")
+            elif setup == "held":
+                write("proc/swaps", "Filename Type Size Used Priority\n")
+                os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n2/holders/"
+                                         "dm-0"))
+            elif setup == "idle":
+                os.rmdir(os.path.join(dev, "nvme/nvme0/nvme0n2/holders/"
+                                      "dm-0"))
+            rc, r = add(*args)
+            check(rc == rc_want and want in r.get("reason", ""),
+                  "%s: exit %d (want %d): %s" % (setup or args[3], rc,
+                                                 rc_want, r))
+            steps.append("%s %s -> exit %d: %s" % (setup or "-", " ".join(
+                args[:2]), rc, r.get("reason")))
+        check(r["result"] == "failed", "not failed: %s" % r)
+        _, xml, _ = virsh("dumpxml", DOMAIN, check_rc=0)
+        check("<hostdev" not in xml, "a hostdev stayed in the live XML")
+        st = tool_json(DOMAIN, "status")
+        check(st["ports"][1]["state"] == "empty",
+              "ua-pt2 after the failed add: %s" % st["ports"][1])
+        return ("kernel VFIO: refused while the host uses the NVMe; then "
+                "added as libvirt's <hostdev>, whose refusal without an "
+                "IOMMU reaches the user (exit 1)", steps)
 
 
 def main():
