@@ -6,7 +6,7 @@
  *
  *   EMPTY    --device_add-->            ADDING    [add started]
  *   ADDING   --guest enables device-->  PRESENT   [add completed]
- *   ADDING   --device_del (removal=surprise), host device gone-->
+ *   ADDING   --device_del, add-timeout-ms, host device gone-->
  *                                       surprise removal [add failed]
  *   ADDING   --the guest ejects it-->   EMPTY     [add failed; remove
  *                                                  started, completed]
@@ -57,12 +57,6 @@ const char *passthru_dev_id(PCIDevice *dev)
 BusState *passthru_port_bus(PCIEHotplugPassthru *p)
 {
     return BUS(pci_bridge_get_sec_bus(PCI_BRIDGE(p)));
-}
-
-bool passthru_is_frontend(DeviceState *dev)
-{
-    return object_dynamic_cast(OBJECT(dev), TYPE_VFIO_NVME) ||
-           object_dynamic_cast(OBJECT(dev), TYPE_VFIO_USER_NVME);
 }
 
 static PCIEHotplugPassthru *port_of(PCIDevice *dev)
@@ -171,14 +165,26 @@ uint64_t passthru_op_elapsed_ms(PCIEHotplugPassthru *p)
     return vm_clock_ms() - p->op_start_ms;
 }
 
-/* Arm the unplug timeout of the pending orderly removal, or disarm it */
-void passthru_unplug_timer_update(PCIEHotplugPassthru *p)
+/*
+ * Arm the timeout of the pending add or orderly removal, or disarm it.
+ * Either counts from the operation's start, so that a changed timeout
+ * takes effect at once.
+ */
+void passthru_op_timer_update(PCIEHotplugPassthru *p)
 {
-    if (p->unplug_timeout_ms && p->state == PASSTHRU_PORT_STATE_REMOVING &&
-        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
-        timer_mod(p->unplug_timer, p->op_start_ms + p->unplug_timeout_ms);
+    uint32_t ms = 0;
+
+    if (p->state == PASSTHRU_PORT_STATE_ADDING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_ADD) {
+        ms = p->add_timeout_ms;
+    } else if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
+               p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
+        ms = p->unplug_timeout_ms;
+    }
+    if (ms) {
+        timer_mod(p->op_timer, p->op_start_ms + ms);
     } else {
-        timer_del(p->unplug_timer);
+        timer_del(p->op_timer);
     }
 }
 
@@ -228,7 +234,7 @@ void passthru_surprise_remove(PCIEHotplugPassthru *p,
 {
     DeviceState *dev = DEVICE(p->dev);
 
-    timer_del(p->unplug_timer);
+    timer_del(p->op_timer);
     if (passthru_port_busy(p)) {
         g_autofree char *why = p->op == PASSTHRU_HOTPLUG_OPERATION_ADD ?
             g_strdup_printf("surprise removal before the guest enabled the "
@@ -251,20 +257,30 @@ void passthru_surprise_remove(PCIEHotplugPassthru *p,
     object_unref(OBJECT(dev));
 }
 
-void passthru_unplug_timeout(void *opaque)
+/* The guest did not finish the add or the removal in time */
+void passthru_op_timeout(void *opaque)
 {
     PCIEHotplugPassthru *p = opaque;
-    g_autofree char *reason = g_strdup_printf(
-        "the guest did not complete the removal within %u ms",
-        p->unplug_timeout_ms);
+    g_autofree char *reason = NULL;
 
-    if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
-        p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE && p->dev) {
-        passthru_surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_TIMEOUT, reason);
+    if (!p->dev) {
+        return;
     }
+    if (p->state == PASSTHRU_PORT_STATE_ADDING &&
+        p->op == PASSTHRU_HOTPLUG_OPERATION_ADD) {
+        reason = g_strdup_printf("the guest did not enable the device "
+                                 "within %u ms", p->add_timeout_ms);
+    } else if (p->state == PASSTHRU_PORT_STATE_REMOVING &&
+               p->op == PASSTHRU_HOTPLUG_OPERATION_REMOVE) {
+        reason = g_strdup_printf("the guest did not complete the removal "
+                                 "within %u ms", p->unplug_timeout_ms);
+    } else {
+        return;
+    }
+    passthru_surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_TIMEOUT, reason);
 }
 
-/* Called by the frontends */
+/* Called when the device changes, or its host device goes away */
 
 void passthru_port_device_config_written(PCIDevice *dev)
 {
@@ -279,6 +295,7 @@ void passthru_port_device_config_written(PCIDevice *dev)
     if ((cmd & on) == on && (msix_enabled(dev) || msi_enabled(dev))) {
         passthru_emit(p, PASSTHRU_HOTPLUG_PHASE_COMPLETED, NULL);
         passthru_set_state(p, PASSTHRU_PORT_STATE_PRESENT);
+        passthru_op_timer_update(p);
     }
 }
 

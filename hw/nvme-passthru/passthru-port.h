@@ -1,8 +1,10 @@
 /*
  * pcie-hotplug-passthru: what the port's files share
  *
- *   pcie-hotplug-passthru.c  the device: its rules for what may be
- *                            plugged, properties, lifecycle
+ *   pcie-hotplug-passthru.c  the device: its rules for when a device
+ *                            may be plugged, properties, lifecycle
+ *   passthru-port-frontend.c what a device on the port must be, and
+ *                            how the port watches it
  *   passthru-port-state.c    the operation state machine, the events,
  *                            surprise removal, the frontends' entry points
  *   passthru-port-signal.c   how the guest is told: ACPI PCI hotplug or
@@ -36,6 +38,7 @@ struct PCIEHotplugPassthru {
 
     /* Properties, settable at run time */
     PassthruRemoval removal;
+    uint32_t add_timeout_ms;
     uint32_t unplug_timeout_ms;
 
     /* The operation state */
@@ -52,7 +55,7 @@ struct PCIEHotplugPassthru {
     const PassthruSignalOps *signal;
     HotplugHandler *acpi_hp;        /* ICH9-LPC, with ACPI PCI hotplug */
 
-    QEMUTimer *unplug_timer;        /* orderly removal -> surprise */
+    QEMUTimer *op_timer;            /* add or orderly removal -> surprise */
     Notifier machine_done;
     QTAILQ_ENTRY(PCIEHotplugPassthru) next;
 };
@@ -99,7 +102,20 @@ extern const PassthruSignalOps passthru_signal_native;
 const char *passthru_port_id(PCIEHotplugPassthru *p);
 const char *passthru_dev_id(PCIDevice *dev);
 BusState *passthru_port_bus(PCIEHotplugPassthru *p);
+
+/*
+ * The devices a port takes (passthru-port-frontend.c).  The checks run
+ * in this order: passthru_is_frontend(), passthru_frontend_check()
+ * before the device is realized where the port's pre_plug sees it, and
+ * passthru_frontend_check_realized() before the guest is told of it.
+ * passthru_frontend_adopt() then makes the port watch the device.
+ */
 bool passthru_is_frontend(DeviceState *dev);
+bool passthru_frontend_check(PCIEHotplugPassthru *p, DeviceState *dev,
+                             Error **errp);
+bool passthru_frontend_check_realized(PCIEHotplugPassthru *p, PCIDevice *pdev,
+                                      Error **errp);
+void passthru_frontend_adopt(PCIDevice *pdev);
 
 /*
  * The state machine (passthru-port-state.c).  Every port, in creation
@@ -123,9 +139,12 @@ void passthru_op_start(PCIEHotplugPassthru *p, PassthruHotplugOperation op,
                        const char *reason);
 void passthru_emit(PCIEHotplugPassthru *p, PassthruHotplugPhase phase,
                    const char *reason);
-void passthru_unplug_timer_update(PCIEHotplugPassthru *p);
-void passthru_unplug_timeout(void *opaque);
+void passthru_op_timer_update(PCIEHotplugPassthru *p);
+void passthru_op_timeout(void *opaque);
 void passthru_surprise_remove(PCIEHotplugPassthru *p,
                               PassthruHotplugCause cause, const char *reason);
+
+/* The device's config space changed: the guest may have enabled it */
+void passthru_port_device_config_written(PCIDevice *dev);
 
 #endif

@@ -1,16 +1,18 @@
 /*
  * pcie-hotplug-passthru: a PCIe root port for hotplug of passthrough NVMe
  *
- * A "pcie-root-port" that accepts only the vfio-nvme and vfio-user-nvme
- * frontends, runs one hotplug operation at a time in the whole VM, can
- * take a device away from the guest at once (surprise removal), and
- * reports every operation with the PASSTHRU_HOTPLUG event and
- * query-passthru-hotplug.
+ * A "pcie-root-port" that accepts only passthrough NVMe controllers
+ * (vfio-pci, as libvirt's <hostdev> adds them, and the vfio-nvme and
+ * vfio-user-nvme frontends), runs one hotplug operation at a time in the
+ * whole VM, can take a device away from the guest at once (surprise
+ * removal), and reports every operation with the PASSTHRU_HOTPLUG event
+ * and query-passthru-hotplug.
  *
  * This file is the device: its hotplug callbacks decide what may happen
- * and move the state machine (passthru-port-state.c), then hand the
- * signalling to ACPI PCI hotplug or the slot (passthru-port-signal.c).
- * The query is in passthru-port-qmp.c.
+ * (what the device must be is in passthru-port-frontend.c) and move the
+ * state machine (passthru-port-state.c), then hand the signalling to
+ * ACPI PCI hotplug or the slot (passthru-port-signal.c).  The query is
+ * in passthru-port-qmp.c.
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -20,13 +22,19 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
-#include "qemu/error-report.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "hw/pci/pcie_port.h"
 #include "system/system.h"
 #include "passthru-port.h"
 #include "trace.h"
+
+/*
+ * A guest's nvme driver enables a hot-added controller within a second,
+ * even under TCG; one that has not after this long has no driver, or is
+ * not running an OS, and holds up every other operation in the VM.
+ */
+#define PASSTHRU_ADD_TIMEOUT_MS_DEFAULT 30000
 
 /* HotplugHandler: the policy, then the signalling */
 
@@ -37,8 +45,11 @@ static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
 
     if (!passthru_is_frontend(dev)) {
         error_setg(errp, "pcie-hotplug-passthru port '%s' accepts only "
-                   "vfio-nvme and vfio-user-nvme devices, not '%s'",
+                   "vfio-pci, vfio-nvme and vfio-user-nvme devices, not '%s'",
                    passthru_port_id(p), object_get_typename(OBJECT(dev)));
+        return;
+    }
+    if (!passthru_frontend_check(p, dev, errp)) {
         return;
     }
     if (passthru_device_count() >= PASSTHRU_MAX_DEVICES) {
@@ -77,9 +88,12 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
 
     /*
      * Everything that may refuse the device comes before the guest is
-     * told of it: with -only-migratable, the migration blocker does.
+     * told of it: what the realized device turns out to be, and, with
+     * -only-migratable, the migration blocker.  A refused device is
+     * unrealized again by qdev, and no DEVICE_DELETED is sent.
      */
-    if (!passthru_device_attach(p, PCI_DEVICE(dev), errp)) {
+    if (!passthru_frontend_check_realized(p, PCI_DEVICE(dev), errp) ||
+        !passthru_device_attach(p, PCI_DEVICE(dev), errp)) {
         return;
     }
     p->signal->plug(p, dev, errp);
@@ -87,10 +101,12 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
         passthru_device_detach(p);
         return;
     }
+    passthru_frontend_adopt(p->dev);
     if (dev->hotplugged) {
         passthru_op_start(p, PASSTHRU_HOTPLUG_OPERATION_ADD,
                           PASSTHRU_HOTPLUG_CAUSE_QMP,
                           PASSTHRU_PORT_STATE_ADDING, NULL);
+        passthru_op_timer_update(p);
         passthru_port_device_config_written(p->dev);
     } else {
         passthru_set_state(p, PASSTHRU_PORT_STATE_PRESENT);
@@ -122,17 +138,22 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
         return;
     }
     /*
-     * One operation at a time.  Only an add that the guest never
-     * completes may be cut short, and only by a surprise removal.
+     * device_del of the device being added cancels the add: the guest
+     * has not enabled the device, so no driver of it is using it, and a
+     * management stack that gave up on the add gets DEVICE_DELETED at
+     * once, in either removal mode.
      */
-    if ((passthru_pending_port() != p ||
-         p->removal != PASSTHRU_REMOVAL_SURPRISE ||
-         p->state != PASSTHRU_PORT_STATE_ADDING) &&
-        !passthru_check_no_pending(errp)) {
-        error_append_hint(errp, "A removal in progress can be forced, and "
-                          "an add the guest does not complete cut short, "
-                          "by setting the port's removal property to "
-                          "surprise.\n");
+    if (p->state == PASSTHRU_PORT_STATE_ADDING) {
+        passthru_surprise_remove(p, PASSTHRU_HOTPLUG_CAUSE_QMP,
+                                 "device_del cancelled the add");
+        return;
+    }
+    /* One operation at a time */
+    if (!passthru_check_no_pending(errp)) {
+        error_append_hint(errp, "device_del of the device being added "
+                          "cancels the add; a removal in progress can be "
+                          "forced by setting the port's removal property "
+                          "to surprise.\n");
         return;
     }
     if (p->removal == PASSTHRU_REMOVAL_SURPRISE) {
@@ -147,7 +168,7 @@ static void passthru_unplug_request(HotplugHandler *hotplug_dev,
     passthru_op_start(p, PASSTHRU_HOTPLUG_OPERATION_REMOVE,
                       PASSTHRU_HOTPLUG_CAUSE_QMP,
                       PASSTHRU_PORT_STATE_REMOVING, NULL);
-    passthru_unplug_timer_update(p);
+    passthru_op_timer_update(p);
 }
 
 /* The device leaves the bus: the guest ejected it, or we took it away */
@@ -162,7 +183,7 @@ static void passthru_unplug(HotplugHandler *hotplug_dev, DeviceState *dev,
                          "completed by a reset of the VM" : NULL;
 
     if (!surprise && p->dev == PCI_DEVICE(dev)) {
-        timer_del(p->unplug_timer);
+        timer_del(p->op_timer);
         if (p->state == PASSTHRU_PORT_STATE_ADDING) {
             /* The add in progress fails: the guest did not want it */
             p->cause = PASSTHRU_HOTPLUG_CAUSE_GUEST;
@@ -191,38 +212,68 @@ static bool passthru_is_hotpluggable_bus(HotplugHandler *hotplug_dev,
 }
 
 /*
- * Once every -device is realized, and before the first reset assigns
- * ACPI's bus selectors: take the bus back from ICH9-LPC, remembering it
- * for the signalling, and account for cold-plugged frontends.
+ * ICH9-LPC takes the secondary bus of every cold-plugged bridge for ACPI
+ * PCI hotplug (acpi_pcihp_device_plug_cb()), right after the bridge is
+ * realized, by setting the bus's hotplug-handler link.  The port keeps
+ * its bus instead, and remembers ICH9-LPC for the signalling: so its own
+ * callbacks see every device plugged into it, cold or hot, before the
+ * device is realized, in either mode.
  */
+static void bus_get_hotplug_handler(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    BusState *bus = BUS(obj);
+    g_autofree char *path = bus->hotplug_handler ?
+        object_get_canonical_path(OBJECT(bus->hotplug_handler)) :
+        g_strdup("");
+
+    visit_type_str(v, name, &path, errp);
+}
+
+static void bus_set_hotplug_handler(Object *obj, Visitor *v,
+                                    const char *name, void *opaque,
+                                    Error **errp)
+{
+    PCIEHotplugPassthru *p = opaque;
+    g_autofree char *path = NULL;
+    Object *handler;
+
+    if (!visit_type_str(v, name, &path, errp)) {
+        return;
+    }
+    handler = object_resolve_path_type(path, TYPE_HOTPLUG_HANDLER, NULL);
+    if (!handler) {
+        error_setg(errp, "port '%s': '%s' is no hotplug handler",
+                   passthru_port_id(p), path);
+        return;
+    }
+    if (handler == OBJECT(p)) {
+        BUS(obj)->hotplug_handler = HOTPLUG_HANDLER(p);
+        return;
+    }
+    p->acpi_hp = HOTPLUG_HANDLER(handler);
+    p->signal = &passthru_signal_acpi;
+}
+
+static void passthru_keep_bus(PCIEHotplugPassthru *p)
+{
+    Object *bus = OBJECT(passthru_port_bus(p));
+
+    object_property_del(bus, QDEV_HOTPLUG_HANDLER_PROPERTY);
+    object_property_add(bus, QDEV_HOTPLUG_HANDLER_PROPERTY,
+                        "link<" TYPE_HOTPLUG_HANDLER ">",
+                        bus_get_hotplug_handler, bus_set_hotplug_handler,
+                        NULL, p);
+}
+
+/* Once the machine is built, the signalling is settled */
 static void passthru_machine_done(Notifier *notifier, void *data)
 {
     PCIEHotplugPassthru *p = container_of(notifier, PCIEHotplugPassthru,
                                           machine_done);
-    BusState *bus = passthru_port_bus(p);
-    BusChild *kid;
 
-    if (bus->hotplug_handler &&
-        bus->hotplug_handler != HOTPLUG_HANDLER(p)) {
-        p->acpi_hp = bus->hotplug_handler;
-        p->signal = &passthru_signal_acpi;
-        qbus_set_hotplug_handler(bus, OBJECT(p));
-    }
     trace_passthru_port_mode(passthru_port_id(p), p->signal->name);
-
-    QTAILQ_FOREACH(kid, &bus->children, sibling) {
-        if (!passthru_is_frontend(kid->child)) {
-            error_report("pcie-hotplug-passthru port '%s' accepts only "
-                         "vfio-nvme and vfio-user-nvme devices, not '%s'",
-                         passthru_port_id(p),
-                         object_get_typename(OBJECT(kid->child)));
-            exit(1);
-        }
-        if (!p->dev) {
-            passthru_device_attach(p, PCI_DEVICE(kid->child), &error_fatal);
-        }
-        passthru_set_state(p, PASSTHRU_PORT_STATE_PRESENT);
-    }
 }
 
 /* Properties */
@@ -265,7 +316,28 @@ static void set_unplug_timeout(Object *obj, Visitor *v, const char *name,
     }
     p->unplug_timeout_ms = value;
     /* A pending orderly removal gets the new timeout, from its start */
-    passthru_unplug_timer_update(p);
+    passthru_op_timer_update(p);
+}
+
+static void get_add_timeout(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    visit_type_uint32(v, name, &PCIE_HOTPLUG_PASSTHRU(obj)->add_timeout_ms,
+                      errp);
+}
+
+static void set_add_timeout(Object *obj, Visitor *v, const char *name,
+                            void *opaque, Error **errp)
+{
+    PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(obj);
+    uint32_t value;
+
+    if (!visit_type_uint32(v, name, &value, errp)) {
+        return;
+    }
+    p->add_timeout_ms = value;
+    /* A pending add gets the new timeout, from its start */
+    passthru_op_timer_update(p);
 }
 
 /* Lifecycle */
@@ -301,10 +373,10 @@ static void passthru_realize(DeviceState *dev, Error **errp)
         return;
     }
     p->state = PASSTHRU_PORT_STATE_EMPTY;
-    /* The slot's own, until ICH9-LPC turns out to have taken the bus */
+    /* The slot's own, unless ICH9-LPC turns out to want the bus */
     p->signal = &passthru_signal_native;
-    p->unplug_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL,
-                                   passthru_unplug_timeout, p);
+    passthru_keep_bus(p);
+    p->op_timer = timer_new_ms(QEMU_CLOCK_VIRTUAL, passthru_op_timeout, p);
     p->machine_done.notify = passthru_machine_done;
     qemu_add_machine_init_done_notifier(&p->machine_done);
     QTAILQ_INSERT_TAIL(&passthru_ports, p, next);
@@ -317,7 +389,7 @@ static void passthru_unrealize(DeviceState *dev)
 
     QTAILQ_REMOVE(&passthru_ports, p, next);
     qemu_remove_machine_init_done_notifier(&p->machine_done);
-    timer_free(p->unplug_timer);
+    timer_free(p->op_timer);
     PCIE_HOTPLUG_PASSTHRU_GET_CLASS(p)->parent_unrealize(dev);
 }
 
@@ -332,6 +404,8 @@ static void passthru_instance_init(Object *obj)
      */
     rp->res_reserve.io = 0;
     rp->res_reserve.mem_non_pref = 2 * MiB;
+    PCIE_HOTPLUG_PASSTHRU(obj)->add_timeout_ms =
+        PASSTHRU_ADD_TIMEOUT_MS_DEFAULT;
 }
 
 static void passthru_class_init(ObjectClass *klass, const void *data)
@@ -372,6 +446,13 @@ static void passthru_class_init(ObjectClass *klass, const void *data)
     object_class_property_set_description(klass, "unplug-timeout-ms",
         "Turn an orderly removal the guest has not completed after this "
         "many ms into a surprise removal (0: wait forever)");
+    object_class_property_add(klass, "add-timeout-ms", "uint32",
+                              get_add_timeout, set_add_timeout,
+                              NULL, NULL);
+    object_class_property_set_description(klass, "add-timeout-ms",
+        "Fail a hot-add that the guest has not completed (enabled the "
+        "device) after this many ms, and take the device away (0: wait "
+        "forever)");
 }
 
 static const TypeInfo passthru_info = {

@@ -2,8 +2,10 @@
  * vfio-user-nvme: passthrough of an out-of-process NVMe controller with
  * vfio-user, for hotplug on a pcie-hotplug-passthru port
  *
- * The vfio-user twin of vfio-nvme: vfio-user-pci with the same checks,
- * and when the server goes away (it exits or closes its socket) the
+ * The vfio-user twin of vfio-nvme: vfio-user-pci that may sit only on a
+ * pcie-hotplug-passthru port, which applies the rules of passthrough
+ * hotplug to it (passthru-port-frontend.c).  What only vfio-user has is
+ * here: when the server goes away (it exits or closes its socket) the
  * device is removed from the guest at once (surprise removal).
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
@@ -36,8 +38,10 @@ static void vfio_user_nvme_server_gone(void *opaque)
 static void vfio_user_nvme_realize(PCIDevice *pdev, Error **errp)
 {
     VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
+    ERRP_GUARD();
 
-    if (!vfio_nvme_realize_common(pdev, errp)) {
+    vfio_nvme_realize_common(pdev, errp);
+    if (*errp) {
         return;
     }
     vfio_user_set_closed_handler(vdev->vbasedev.proxy,

@@ -59,7 +59,8 @@ typedef struct BadQmp {
 #define ERR_ADDR(a) "vfio-user-nvme 'nvme1' must be at address 0.0 of " \
     "port 'rp1', not " a ": a port holds one device"
 #define ERR_ONLY_FRONTENDS(type) "pcie-hotplug-passthru port 'rp1' " \
-    "accepts only vfio-nvme and vfio-user-nvme devices, not '" type "'"
+    "accepts only vfio-pci, vfio-nvme and vfio-user-nvme devices, not '" \
+    type "'"
 #define ERR_BLOCKED "passthrough NVMe 'nvme0' on port 'rp2' prevents " \
     "migration and snapshots: remove it first"
 
@@ -111,6 +112,42 @@ static const BadQmp bad_qmp[] = {
     { "backend/vfio-nvme-none", "device_add",
       "{'driver': 'vfio-nvme', 'id': 'nvme1', 'bus': 'rp1'}",
       "vfio-nvme 'nvme1': " },
+
+    /*
+     * Plain vfio-pci, as libvirt's <hostdev> adds it: the port takes it
+     * (vfio-pci's own error for a host device that is not there), with
+     * the same rules as the NVMe frontends, checked before the host
+     * device is opened.
+     */
+    { "vfio-pci/host-nonexistent", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp1', "
+      "'addr': '0x0', 'host': '0000:99:00.0'}",
+      "vfio /sys/bus/pci/devices/0000:99:00.0: no such host device" },
+    { "vfio-pci/request-notifier-off", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp1', "
+      "'host': '0000:99:00.0', 'x-req': false}",
+      "vfio-pci 'hostdev1': property 'x-req' is not allowed off: the host "
+      "taking the device back must remove it from the guest" },
+    { "vfio-pci/identity-class-code", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp1', "
+      "'host': '0000:99:00.0', 'x-pci-class-code': 67586}",
+      "vfio-pci 'hostdev1': property 'x-pci-class-code' is not allowed" },
+    { "vfio-pci/identity-vendor-id", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp1', "
+      "'host': '0000:99:00.0', 'x-pci-vendor-id': 6966}",
+      "vfio-pci 'hostdev1': property 'x-pci-vendor-id' is not allowed" },
+    { "vfio-pci/function-1", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp1', "
+      "'addr': '0.1', 'host': '0000:99:00.0'}",
+      "vfio-pci 'hostdev1' must be at address 0.0 of port 'rp1', not 0.1" },
+    { "vfio-pci/id-not-well-formed", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'host dev', 'bus': 'rp1', "
+      "'host': '0000:99:00.0'}",
+      "vfio-pci: id 'host dev' is not well formed" },
+    { "vfio-pci/port-already-holds-a-device", "device_add",
+      "{'driver': 'vfio-pci', 'id': 'hostdev1', 'bus': 'rp2', "
+      "'host': '0000:99:00.0'}", "port 'rp2' already holds 'nvme0'",
+      NEEDS_PRESENT },
 
     /* Devices other than the two NVMe frontends */
     { "device/server-exports-a-nic", "device_add", ADD(SOCK_ARG),
@@ -220,6 +257,14 @@ static const BadQmp bad_qmp[] = {
       "{'path': '/machine/peripheral/rp1', "
       "'property': 'unplug-timeout-ms', 'value': 4294967296}",
       "Parameter 'unplug-timeout-ms' expects uint32_t" },
+    { "property/add-timeout-negative", "qom-set",
+      "{'path': '/machine/peripheral/rp1', "
+      "'property': 'add-timeout-ms', 'value': -1}",
+      "Parameter 'add-timeout-ms' expects uint32_t" },
+    { "property/add-timeout-string", "qom-set",
+      "{'path': '/machine/peripheral/rp1', "
+      "'property': 'add-timeout-ms', 'value': 'soon'}",
+      "Parameter 'add-timeout-ms' expects " },
     { "property/unplug-timeout-string", "qom-set",
       "{'path': '/machine/peripheral/rp1', "
       "'property': 'unplug-timeout-ms', 'value': 'soon'}",
@@ -442,8 +487,9 @@ static void test_bad_qmp(const void *data)
 /* Command lines QEMU cannot start with: exit status 1 and the reason */
 typedef struct BadCmdline {
     const char *name;
-    const char *args;
+    const char *args;           /* @NIC@: a server exporting an e1000e */
     const char *error;
+    bool native;                /* native PCIe hotplug, not ACPI */
 } BadCmdline;
 
 #define PORT_ARGS "-device pcie-hotplug-passthru,id=rp1,bus=pcie.0," \
@@ -473,8 +519,19 @@ static const BadCmdline bad_cmdline[] = {
       "\"bus\":\"rp1\",\"addr\":\"0.1\",\"socket\":{\"type\":\"unix\","
       "\"path\":\"/nonexistent\"}}'",
       "vfio-user-nvme 'nvme0' must be at address 0.0 of port 'rp1', not "
+      "0.1: a port holds one device", true },
+    { "frontend/at-function-1-acpi",
+      PORT_ARGS "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
+      "\"bus\":\"rp1\",\"addr\":\"0.1\",\"socket\":{\"type\":\"unix\","
+      "\"path\":\"/nonexistent\"}}'",
+      "vfio-user-nvme 'nvme0' must be at address 0.0 of port 'rp1', not "
       "0.1: a port holds one device" },
     { "frontend/bad-id",
+      PORT_ARGS "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n 0\","
+      "\"bus\":\"rp1\",\"socket\":{\"type\":\"unix\","
+      "\"path\":\"/nonexistent\"}}'",
+      "vfio-user-nvme: id 'n 0' is not well formed", true },
+    { "frontend/bad-id-acpi",
       PORT_ARGS "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n 0\","
       "\"bus\":\"rp1\",\"socket\":{\"type\":\"unix\","
       "\"path\":\"/nonexistent\"}}'",
@@ -487,26 +544,56 @@ static const BadCmdline bad_cmdline[] = {
       PORT_ARGS "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
       "\"bus\":\"rp1\",\"x-pci-class-code\":67586,"
       "\"socket\":{\"type\":\"unix\",\"path\":\"/nonexistent\"}}'",
+      "property 'x-pci-class-code' is not allowed", true },
+    { "frontend/identity-override-acpi",
+      PORT_ARGS "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
+      "\"bus\":\"rp1\",\"x-pci-class-code\":67586,"
+      "\"socket\":{\"type\":\"unix\",\"path\":\"/nonexistent\"}}'",
       "property 'x-pci-class-code' is not allowed" },
+    { "frontend/server-exports-a-nic",
+      POLICY_ARGS " " PORT_ARGS
+      "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
+      "\"bus\":\"rp1\",\"socket\":{\"type\":\"unix\","
+      "\"path\":\"@NIC@\"}}'",
+      "vfio-user-nvme 'nvme0': class code 02:00:00 is not an NVMe "
+      "controller (01:08:02)" },
+    { "vfio-pci/identity-override",
+      PORT_ARGS "-device vfio-pci,id=hostdev0,bus=rp1,host=0000:99:00.0,"
+      "x-pci-device-id=16",
+      "vfio-pci 'hostdev0': property 'x-pci-device-id' is not allowed" },
+    { "vfio-pci/request-notifier-off",
+      PORT_ARGS "-device vfio-pci,id=hostdev0,bus=rp1,host=0000:99:00.0,"
+      "x-req=off",
+      "vfio-pci 'hostdev0': property 'x-req' is not allowed off" },
+    { "vfio-pci-nohotplug",
+      PORT_ARGS "-device vfio-pci-nohotplug,id=hostdev0,bus=rp1,"
+      "host=0000:99:00.0", ERR_ONLY_FRONTENDS("vfio-pci-nohotplug"), true },
     { "port-holds-other-device",
       POLICY_ARGS " " PORT_ARGS "-device e1000e,bus=rp1,romfile=",
-      "pcie-hotplug-passthru port 'rp1' accepts only vfio-nvme and "
-      "vfio-user-nvme devices, not 'e1000e'" },
+      "pcie-hotplug-passthru port 'rp1' accepts only vfio-pci, vfio-nvme "
+      "and vfio-user-nvme devices, not 'e1000e'" },
 };
 
 static void test_bad_cmdline(const void *data)
 {
     const BadCmdline *b = data;
-    const Mode mode = { "acpi", false };
+    const Mode mode = { b->native ? "native" : "acpi", b->native };
+    Test *t = test_new();
+    g_autofree char *args = NULL;
     g_autofree char *errout = NULL;
     int status;
 
-    errout = run_qemu_with(&mode, b->args, &status);
+    if (strstr(b->args, "@NIC@")) {
+        server_start(t, 0, SERVER_NIC);
+    }
+    args = replace(b->args, "@NIC@", t->srv[0].sock);
+    errout = run_qemu_with(&mode, args, &status);
     g_test_message("stderr: %s", errout);
     g_assert_true(WIFEXITED(status));
     g_assert_cmpint(WEXITSTATUS(status), ==, 1);
     g_assert_nonnull(strstr(errout, b->error));
     g_assert_null(strstr(errout, "Assertion"));
+    test_free(t);
 }
 
 int main(int argc, char **argv)

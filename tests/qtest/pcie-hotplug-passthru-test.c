@@ -226,25 +226,114 @@ static void test_host_gone_while_adding(const void *data)
 
 /*
  * An add the guest never completes (no driver, say) blocks every other
- * operation; device_del cuts it short as a surprise removal once the
- * port's removal is surprise.
+ * operation.  device_del of the device cancels it, in either removal
+ * mode: the add fails, and the device is taken away at once.
  */
-static void test_busy_adding_cut_short(const void *data)
+static void test_add_cancel(const void *data, const char *removal)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    port_set(t, 1, "removal", QOBJECT(qstring_from_str(removal)));
+    add_start(t, 1, 0, "nvme0");
+    qtest_qmp_device_del_send(t->qts, "nvme0");
+    expect_hotplug_event(t, PORT(1), "nvme0", "add", "failed", "qmp",
+                         "surprise removal before the guest enabled the "
+                         "device: device_del cancelled the add");
+    expect_surprise_removal(t, 1, "nvme0", "qmp",
+                            "device_del cancelled the add");
+    expect_guest_told_gone(t, 1);
+
+    /* Once the guest has let go of the slot, it takes the next add */
+    if (t->mode->native) {
+        slot_power(t, 1, false);
+    } else {
+        acpi_eject(t, 1);
+    }
+    server_start(t, 1, SERVER_NVME);
+    hot_add(t, 1, 1, "nvme1");
+    test_end(t);
+}
+
+static void test_add_cancel_orderly(const void *data)
+{
+    test_add_cancel(data, "orderly");
+}
+
+static void test_add_cancel_surprise(const void *data)
+{
+    test_add_cancel(data, "surprise");
+}
+
+/*
+ * An add the guest has not completed after add-timeout-ms (30 s by
+ * default, on the VM clock) fails, and the device is taken away.
+ */
+static void test_add_timeout(const void *data)
 {
     Test *t = test_start(data, 1);
 
     server_start(t, 0, SERVER_NVME);
     add_start(t, 1, 0, "nvme0");
-    device_del_refused(t, "nvme0", ERR_BUSY_ADD);
 
-    port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
-    qtest_qmp_device_del_send(t->qts, "nvme0");
-    expect_hotplug_event(t, PORT(1), "nvme0", "add", "failed", "qmp",
+    /* Not yet... */
+    qtest_clock_step(t->qts, MS_TO_NS(30000 - 1));
+    assert_no_hotplug_event(t);
+    check_port(t, 1, "adding", "nvme0", "add");
+
+    /* ...now */
+    qtest_clock_step(t->qts, MS_TO_NS(1));
+    expect_hotplug_event(t, PORT(1), "nvme0", "add", "failed", "timeout",
                          "surprise removal before the guest enabled the "
-                         "device: device_del on a port with removal=surprise");
-    expect_surprise_removal(t, 1, "nvme0", "qmp",
-                            "device_del on a port with removal=surprise");
+                         "device: the guest did not enable the device "
+                         "within 30000 ms");
+    expect_surprise_removal(t, 1, "nvme0", "timeout",
+                            "the guest did not enable the device within "
+                            "30000 ms");
     expect_guest_told_gone(t, 1);
+    test_end(t);
+}
+
+/*
+ * A changed add-timeout-ms counts from the add's start; 0 waits forever;
+ * an add the guest has completed is not timed any more.
+ */
+static void test_add_timeout_changed(const void *data)
+{
+    Test *t = test_start(data, 1);
+
+    server_start(t, 0, SERVER_NVME);
+    add_start(t, 1, 0, "nvme0");
+    qtest_clock_step(t->qts, MS_TO_NS(1000));
+    port_set(t, 1, "add-timeout-ms", QOBJECT(qnum_from_int(1500)));
+    qtest_clock_step(t->qts, MS_TO_NS(499));
+    assert_no_hotplug_event(t);
+    port_set(t, 1, "add-timeout-ms", QOBJECT(qnum_from_int(0)));
+    qtest_clock_step(t->qts, MS_TO_NS(120 * 1000));
+    assert_no_hotplug_event(t);
+    check_port(t, 1, "adding", "nvme0", "add");
+
+    port_set(t, 1, "add-timeout-ms", QOBJECT(qnum_from_int(200 * 1000)));
+    add_finish(t, 1, "nvme0");
+    port_set(t, 1, "add-timeout-ms", QOBJECT(qnum_from_int(1)));
+    qtest_clock_step(t->qts, MS_TO_NS(1000));
+    assert_no_hotplug_event(t);
+    check_port(t, 1, "present", "nvme0", NULL);
+
+    /* The next add: 1 ms, counted from its start */
+    remove_start(t, 1, "nvme0");
+    guest_eject(t, 1);
+    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
+                         NULL);
+    expect_removed(t, 1, "nvme0");
+    server_start(t, 1, SERVER_NVME);
+    add_start(t, 1, 1, "nvme1");
+    qtest_clock_step(t->qts, MS_TO_NS(1));
+    expect_hotplug_event(t, PORT(1), "nvme1", "add", "failed", "timeout",
+                         REASON_ANY);
+    expect_surprise_removal(t, 1, "nvme1", "timeout",
+                            "the guest did not enable the device within "
+                            "1 ms");
     test_end(t);
 }
 
@@ -300,7 +389,6 @@ static void test_busy_adding(const void *data)
     add_start(t, 1, 0, "nvme0");
 
     device_add_refused(t, nvme_args(t, "rp2", 1, "nvme1"), ERR_BUSY_ADD);
-    device_del_refused(t, "nvme0", ERR_BUSY_ADD);
     check_port(t, 1, "adding", "nvme0", "add");
     check_port(t, 2, "empty", NULL, NULL);
 
@@ -348,7 +436,8 @@ static void test_refuse_other_device(const void *data)
     qdict_put_str(args, "bus", "rp1");
     device_add_refused(t, args,
                        "pcie-hotplug-passthru port 'rp1' accepts only "
-                       "vfio-nvme and vfio-user-nvme devices, not 'e1000e'");
+                       "vfio-pci, vfio-nvme and vfio-user-nvme devices, "
+                       "not 'e1000e'");
     check_port(t, 1, "empty", NULL, NULL);
     test_end(t);
 }
@@ -558,28 +647,20 @@ static void test_refuse_cold_function(const void *data)
 
 static void test_refuse_cold_two_functions(const void *data)
 {
-    Test t = { .mode = data };
-    g_autoptr(GError) err = NULL;
+    Test *t = test_new();
     g_autofree char *devices = NULL;
 
-    t.dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
-    g_assert_no_error(err);
-    server_start(&t, 0, SERVER_NVME);
+    server_start(t, 0, SERVER_NVME);
     devices = g_strdup_printf(
         "-device '{\"driver\":\"vfio-user-nvme\",\"id\":\"nvme0\","
         "\"bus\":\"rp1\",\"addr\":\"0.0\",\"multifunction\":true,"
         "\"socket\":{\"type\":\"unix\",\"path\":\"%s\"}}' "
-        FRONTEND_JSON("nvme1", "0.1", "/nonexistent"), t.srv[0].sock);
-    /* Natively the port, already the bus's hotplug handler, says so */
-    cold_plug_refused(t.mode, devices, t.mode->native ?
-                      ": port 'rp1' already holds 'nvme0'\n" :
+        FRONTEND_JSON("nvme1", "0.1", "/nonexistent"), t->srv[0].sock);
+    /* The port sees the second device before it is realized, either mode */
+    cold_plug_refused(data, devices,
                       ": vfio-user-nvme 'nvme1' must be at address 0.0 of "
                       "port 'rp1', not 0.1: a port holds one device\n");
-    server_stop(&t.srv[0]);
-    unlink(t.srv[0].sock);
-    g_free(t.srv[0].sock);
-    rmdir(t.dir);
-    g_free(t.dir);
+    test_free(t);
 }
 
 /*
@@ -831,8 +912,13 @@ int main(int argc, char **argv)
         add_test(m, "surprise/slot-waits-for-guest-ack", test_surprise_ack);
         add_test(m, "busy/adding/refuses-other-operations",
                  test_busy_adding);
-        add_test(m, "busy/adding/surprise-removal-cuts-add-short",
-                 test_busy_adding_cut_short);
+        add_test(m, "add/cancel/device-del-orderly",
+                 test_add_cancel_orderly);
+        add_test(m, "add/cancel/device-del-surprise",
+                 test_add_cancel_surprise);
+        add_test(m, "add/timeout/fails-the-add", test_add_timeout);
+        add_test(m, "add/timeout/changed-counts-from-start",
+                 test_add_timeout_changed);
         add_test(m, "policy/migration-and-snapshots-blocked-while-attached",
                  test_migration_blocked);
         add_test(m, "busy/removing/refuses-other-operations",

@@ -1,6 +1,7 @@
 /*
  * NVMe passthrough hotplug: the pcie-hotplug-passthru root port and the
- * vfio-nvme / vfio-user-nvme frontends that may sit on it
+ * devices that may sit on it: vfio-pci, and the vfio-nvme /
+ * vfio-user-nvme frontends
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -32,30 +33,23 @@ typedef struct VFIONvmeClass {
     PCIDeviceClass parent_class;
     void (*parent_realize)(PCIDevice *pdev, Error **errp);
     void (*parent_exit)(PCIDevice *pdev);
-    void (*parent_config_write)(PCIDevice *pdev, uint32_t addr,
-                                uint32_t val, int len);
-    /* The frontend's own check of the host device, before parent_realize */
-    bool (*host_check)(PCIDevice *pdev, Error **errp);
 } VFIONvmeClass;
 
 /*
  * Frontend side, shared by vfio-nvme and vfio-user-nvme (vfio-nvme.c).
+ * The port, not the frontends, checks what the device is
+ * (passthru-port-frontend.c): the frontends add only their place.
  *
- * vfio_nvme_realize_common: check where the device sits and that no
- * property fakes its identity, run the frontend's host_check if it has
- * one, run the parent realize, then check the
- * device's own class code (undoing the parent realize on a mismatch).
+ * vfio_nvme_realize_common: refuse any place but a pcie-hotplug-passthru
+ * port, then run the parent realize.
  *
- * vfio_nvme_class_init_common: remember the parent's hooks, and watch
- * config writes (the guest enabling the device completes a hot-add).
+ * vfio_nvme_class_init_common: remember the parent's hooks, and realize
+ * with vfio_nvme_realize_common.
  */
-bool vfio_nvme_realize_common(PCIDevice *pdev, Error **errp);
+void vfio_nvme_realize_common(PCIDevice *pdev, Error **errp);
 void vfio_nvme_class_init_common(ObjectClass *klass, const char *desc);
 
-/* Port side (pcie-hotplug-passthru.c) */
-
-/* The frontend's config space changed: the guest may have enabled it */
-void passthru_port_device_config_written(PCIDevice *dev);
+/* Port side (passthru-port-state.c) */
 
 /*
  * The host device behind @dev vanished: take @dev away from the guest

@@ -481,20 +481,16 @@ void expect_guest_told_gone(Test *t, int n)
 /* @extra: more command line options, NULL for none */
 Test *test_start_extra(const Mode *mode, int nports, const char *extra)
 {
-    Test *t = g_new0(Test, 1);
+    Test *t = test_new();
     g_autoptr(GString) args = g_string_new(
         "-machine q35,memory-backend=m0 -nodefaults "
         "-object memory-backend-memfd,id=m0,size=256M,share=on "
         POLICY_ARGS);
-    g_autoptr(GError) err = NULL;
     int n;
 
     g_assert_cmpint(nports, <=, MAX_PORTS);
     t->mode = mode;
     t->nports = nports;
-    g_queue_init(&t->events);
-    t->dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
-    g_assert_no_error(err);
 
     for (n = 1; n <= nports; n++) {
         g_string_append_printf(args, " -device pcie-hotplug-passthru,"
@@ -523,18 +519,36 @@ Test *test_start(const Mode *mode, int nports)
     return test_start_extra(mode, nports, NULL);
 }
 
+/* A test folder for servers, without a QEMU: for command lines */
+Test *test_new(void)
+{
+    Test *t = g_new0(Test, 1);
+    g_autoptr(GError) err = NULL;
+
+    g_queue_init(&t->events);
+    t->dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
+    g_assert_no_error(err);
+    return t;
+}
+
 void test_end(Test *t)
+{
+    /* Every event of the test was expected */
+    assert_no_hotplug_event(t);
+
+    qpci_free_pc(t->pcibus);
+    qtest_quit(t->qts);
+    test_free(t);
+}
+
+/* Stop the servers, and remove the folder */
+void test_free(Test *t)
 {
     const char *name;
     QDict *ev;
     GDir *dir;
     int i;
 
-    /* Every event of the test was expected */
-    assert_no_hotplug_event(t);
-
-    qpci_free_pc(t->pcibus);
-    qtest_quit(t->qts);
     for (i = 0; i < MAX_SERVERS; i++) {
         server_stop(&t->srv[i]);
         g_free(t->srv[i].sock);
