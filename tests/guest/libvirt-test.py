@@ -47,6 +47,7 @@ TESTS = [
     "forced-removal",
     "refusals",
     "kernel-vfio",
+    "add-never-completes",
 ]
 
 tap, note, Fail, check = h.tap, h.note, h.Fail, h.check
@@ -227,8 +228,9 @@ class Run:
         check(disks[0][1] == 0 and buses.get("vdb") == 3,
               "first disk: %s, buses %s" % (disks[0], buses))
         check(disks[1][1] != 0 and "vdc" not in buses and
-              re.search(r"pcie-hotplug-passthru port 'ua-pt1' accepts only "
-                        r".*not 'virtio-blk-pci'", disks[1][2]),
+              "pcie-hotplug-passthru port 'ua-pt1' accepts only vfio-pci, "
+              "vfio-nvme and vfio-user-nvme devices, not 'virtio-blk-pci'"
+              in disks[1][2],
               "second disk should be refused on ua-pt1: %s, buses %s"
               % (disks[1], buses))
         st = tool_json(DOMAIN, "status")
@@ -446,6 +448,57 @@ class Run:
         return ("kernel VFIO: refused while the host uses the NVMe; then "
                 "added as libvirt's <hostdev>, whose refusal without an "
                 "IOMMU reaches the user (exit 1)", steps)
+
+    def t_add_never_completes(self):
+        """A guest without an NVMe driver never completes an add: the port
+        fails it after add-timeout-ms, and device_del (the tool's remove)
+        cancels it at once."""
+        # The same domain, its guest kernel refusing to load nvme
+        virsh("destroy", DOMAIN, check_rc=0, timeout=60)
+        virsh("undefine", DOMAIN, "--nvram", check_rc=0, timeout=60)
+        self.agent.close()
+        xml = lv.domain_xml(self.run, append="module_blacklist=nvme")
+        virsh("define", xml, check_rc=0)
+        virsh("start", DOMAIN, check_rc=0)
+        self.agent = h.Agent(os.path.join(self.run, "agent.sock"),
+                             log=open(os.path.join(self.run, "agent2.log"),
+                                      "w"))
+        self.agent.wait_ready(180)
+        out = []
+        # Cancelled: the tool stops waiting; its remove is device_del
+        srv = self.server("nvme-e")
+        rc, o, e = tool("-t", "3", DOMAIN, "add", "ua-pt1", "nvme-e",
+                        "--socket", srv.sock)
+        r = json.loads(o) if o.strip() else {}
+        check(rc == 1 and r.get("result") == "failed" and
+              "within the timeout" in r.get("reason", ""),
+              "add without a guest driver: exit %d: %s%s" % (rc, o, e))
+        st = tool_json(DOMAIN, "status")
+        check(st["ports"][0]["state"] == "adding",
+              "ua-pt1 while the add waits: %s" % st["ports"][0])
+        out.append("add, tool timeout 3 s: " + json.dumps(r))
+        r = tool_json(DOMAIN, "remove", "nvme-e")
+        check(r["result"] == "completed" and
+              r.get("ended-as") == "surprise-remove" and r["cause"] == "qmp"
+              and "deleted-ms" in r, "remove of the pending add: %s" % r)
+        out.append("remove: " + json.dumps(r))
+        # Timed out by the port
+        srv = self.server("nvme-f")
+        self.qom("qom-set", "ua-pt2", "add-timeout-ms", 2000)
+        rc, o, e = tool(DOMAIN, "add", "ua-pt2", "nvme-f", "--socket",
+                        srv.sock)
+        r = json.loads(o) if o.strip() else {}
+        check(rc == 1 and r.get("result") == "failed" and
+              r.get("cause") == "timeout" and "deleted-ms" in r and
+              "did not enable the device within 2000 ms" in r.get("reason",
+                                                                   ""),
+              "add past add-timeout-ms: exit %d: %s%s" % (rc, o, e))
+        out.append("add-timeout-ms 2000: " + json.dumps(r))
+        st = tool_json(DOMAIN, "status")
+        check(all(p["state"] == "empty" for p in st["ports"]),
+              "ports afterwards: %s" % st["ports"])
+        return ("an add the guest never completes: cancelled by the tool's "
+                "remove (device_del), failed by add-timeout-ms (exit 1)", out)
 
 
 def main():

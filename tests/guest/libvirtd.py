@@ -129,10 +129,11 @@ class Libvirtd:
         self.daemons = []
 
 
-def domain_xml(run, mode="acpi", path=None, extra_devices=()):
+def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     """The example domain, changed only where this machine needs it (see
     the module's comment).  MODE 'native' turns ACPI PCI hotplug off with
-    one more -global.  EXTRA_DEVICES: XML strings added to <devices>."""
+    one more -global.  EXTRA_DEVICES: XML strings added to <devices>;
+    APPEND: more of the guest kernel's command line."""
     ET.register_namespace("qemu", QNS)
     tree = ET.parse(EXAMPLE)
     d = tree.getroot()
@@ -146,7 +147,7 @@ def domain_xml(run, mode="acpi", path=None, extra_devices=()):
     for tag, text in (("kernel", os.path.join(h.GUEST, "vmlinuz")),
                       ("initrd", os.path.join(h.GUEST, "initrd.img")),
                       ("cmdline", "console=ttyS0 panic=-1 loglevel=8 "
-                       'dyndbg="module acpiphp +p"')):
+                       'dyndbg="module acpiphp +p" ' + append)):
         ET.SubElement(os_el, tag).text = text
     dev = d.find("devices")
     dev.find("emulator").text = h.qemu_binary()
