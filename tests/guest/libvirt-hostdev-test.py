@@ -364,11 +364,37 @@ class Run:
         check("device-removed" in events and alias in events,
               "virsh event showed no device-removed for %s: %s"
               % (alias, events))
+        diag = [l for l in events.splitlines() if alias in l]
+        diag.append("detach-device: %.1f s, '%s'" % (took, out.strip()))
+        # detach-device-alias does not wait: it returns after device_del
+        am = self.agent.mark()
+        img = os.path.join(self.run, "vdb.img")
+        lv.virsh("attach-disk", lv.DOMAIN, img, "vdb", "--targetbus",
+                 "virtio", "--live", check_rc=0)
+        self.wait_pci_add(am)
+        alias = self.dumpxml().find(
+            "devices/disk/target[@dev='vdb']/../alias").get("name")
+        am = self.agent.mark()
+        t0 = time.monotonic()
+        rc, out_alias, err = lv.virsh("detach-device-alias", lv.DOMAIN,
+                                      alias, "--live", timeout=60)
+        took_alias = time.monotonic() - t0
+        check(rc == 0 and took_alias < 4.5 and
+              "Device detach request sent successfully" in out_alias,
+              "detach-device-alias: exit %d after %.1f s: %s%s"
+              % (rc, took_alias, out_alias, err))
+        self.agent.wait_event("pci-del", None, 30, since=am)
+        h.wait_for(lambda: "vdb" not in self.disks(), 30,
+                   "vdb gone from the live XML", step=0.1)
+        gone_alias = time.monotonic() - t0
+        diag.append("detach-device-alias: %.1f s, '%s', gone after %.1f s"
+                    % (took_alias, out_alias.strip(), gone_alias))
         return ("%s: detach-device returned after %.1f s with '%s', vdb %s "
-                "in the live XML then, gone after %.1f s"
+                "in the live XML then, gone after %.1f s; "
+                "detach-device-alias returned after %.1f s"
                 % (self.mode, took, out.strip(),
-                   "still" if still else "no longer", gone),
-                [l for l in events.splitlines() if alias in l])
+                   "still" if still else "no longer", gone, took_alias),
+                diag)
 
     def t_untainted(self):
         """After every virsh step, and virsh qemu-monitor-event: no
