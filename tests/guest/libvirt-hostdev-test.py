@@ -137,7 +137,8 @@ class Run:
         os.makedirs(os.path.join(root, "proc"))
         with open(os.path.join(dev, "class"), "w") as f:
             f.write("0x010802\n")
-        os.symlink("../../../bus/pci/drivers/nvme", os.path.join(dev, "driver"))
+        os.symlink("../../../bus/pci/drivers/nvme",
+                   os.path.join(dev, "driver"))
         with open(os.path.join(root, "proc/mounts"), "w") as f:
             f.write("/dev/sda1 / ext4 rw 0 0\n")
         return root
@@ -176,7 +177,8 @@ class Run:
         lv.virsh("define", self.xml, check_rc=0)
         lv.virsh("start", lv.DOMAIN, check_rc=0)
         self.agent = h.Agent(os.path.join(self.run, "agent.sock"),
-                             log=open(os.path.join(self.run, "agent.log"), "w"))
+                             log=open(os.path.join(self.run, "agent.log"),
+                                      "w"))
         _, up, kernel = self.agent.wait_ready(180)
         check("tainted: custom-device" in lv.qemu_log(),
               "no custom-device taint in the domain log")

@@ -8,13 +8,14 @@ own /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt and
 libvirt is touched, and nothing is left running.
 
 domain_xml() turns the example domain docs/config/nvme-passthru-hotplug.xml
-into one that runs here: type 'qemu' (TCG), the test kernel and initrd,
-the agent's serial port, a small raw image as its disk, and -overcommit mem-lock=on through
-<qemu:commandline> instead of <locked/>, because libvirt cannot raise
-RLIMIT_MEMLOCK on these machines (no CAP_SYS_RESOURCE) while QEMU,
-running as root, locks its memory itself.  That <qemu:commandline> taints
-the test domain "custom-argv"; the example itself has only the override's
-"custom-device".
+into one that runs here: type 'qemu' (TCG), the test kernel and
+initrd, the agent's serial port, a small raw image as its disk, and
+-overcommit mem-lock=on through <qemu:commandline> instead of <locked/>,
+because libvirt cannot raise RLIMIT_MEMLOCK on these machines (no
+CAP_SYS_RESOURCE) while QEMU, running as root, locks its memory itself.
+That <qemu:commandline> taints the test domain "custom-argv" (and
+user = "root" in qemu.conf "high-privileges"); the example itself has
+only the override's "custom-device".
 """
 
 import os
@@ -45,8 +46,8 @@ def sh(cmd, check_rc=None, timeout=120, env=None):
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True, timeout=timeout, env=env)
     if check_rc is not None and p.returncode != check_rc:
-        raise h.HarnessError("%s: exit %d, %s%s" % (" ".join(cmd), p.returncode,
-                                                    p.stdout, p.stderr))
+        raise h.HarnessError("%s: exit %d, %s%s" % (
+            " ".join(cmd), p.returncode, p.stdout, p.stderr))
     return p.returncode, p.stdout, p.stderr
 
 
