@@ -194,6 +194,10 @@ class Run:
         path = lv.domain_xml(self.run, self.mode,
                              os.path.join(self.run, "with-hostdev.xml"),
                              extra_devices=[hostdev])
+        for xml in (lv.EXAMPLE, path):
+            rc, out, err = lv.sh(["virt-xml-validate", xml, "domain"])
+            check(rc == 0, "%s does not validate against libvirt's domain "
+                  "schema: %s%s" % (xml, out, err))
         rc, argv, err = lv.virsh("domxml-to-native", "qemu-argv", path)
         check(rc == 0, "domxml-to-native: %s" % err)
         devs = [json.loads(m) for m in
@@ -221,7 +225,8 @@ class Run:
         check(placed.get("virtio-blk-pci") == "pci.1" and
               placed.get("qemu-xhci") == "pci.2",
               "disk and USB not on ports 1, 2: %s" % placed)
-        return ("domxml-to-native: the <hostdev> is a plain vfio-pci at 0.0 "
+        return ("the example (with the example <hostdev>) validates; "
+                "domxml-to-native: the <hostdev> is a plain vfio-pci at 0.0 "
                 "on ua-pt1; disk and USB on ordinary ports",
                 [json.dumps(nvme[0]), json.dumps(ports["ua-pt1"])])
 
