@@ -575,7 +575,8 @@ static void cleanup(QTestState *s)
             abort();
         }
         set_removal(n, false);
-        set_unplug_timeout(n, 0);
+        set_timeout(n, "unplug-timeout-ms", 0);
+        set_timeout(n, "add-timeout-ms", 30000);
     }
     drain_call_rcu();
     flush_events(s);
