@@ -48,7 +48,7 @@
 #include "host-nvme.h"
 
 #define EXIT_FAILED     1       /* the operation ran and failed */
-#define EXIT_REFUSED    2       /* bad arguments, or refused before QEMU */
+#define EXIT_REFUSED    2       /* bad arguments, or refused before libvirt */
 
 static const char *progname = "virt-nvme-hotplug";
 
