@@ -5,7 +5,8 @@
 #   make check   install what is missing, fetch and verify upstream QEMU,
 #                apply the patch queue, build, and run every test (the
 #                project's qtests also under ASan + UBSan)
-#   make build   the same, without the tests (QEMU and virt-nvme-hotplug)
+#   make build   the same, without the tests (QEMU, virt-nvme-hotplug and
+#                nvme-passthru-host)
 #   make build-san  QEMU and the qtests with ASan + UBSan (qemu-build-san)
 #   make soak    1000 add/remove cycles, 200 in a real guest, 100 surprise
 #                removals: QEMU's RSS and fds at start and end
@@ -29,7 +30,7 @@ export BUILD_DIR DEB_CACHE
 all: build
 
 help:
-	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/install-deps.sh
@@ -45,12 +46,22 @@ build: upstream
 TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
 TOOL_SRC = contrib/virt-nvme-hotplug/virt-nvme-hotplug.c
 TOOL_LIBS = libvirt libvirt-qemu json-c
+# nvme-passthru-host: the host side (list, enable/disable, check, watch);
+# its module (all but the main file) is what other tools link
+HOST_TOOL = $(BUILD_DIR)/tools/nvme-passthru-host
+HOST_DIR = contrib/nvme-passthru-host
+HOST_SRC = $(wildcard $(HOST_DIR)/*.c)
 .PHONY: tools
-tools: $(TOOL)
+tools: $(TOOL) $(HOST_TOOL)
 $(TOOL): $(TOOL_SRC)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
 	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
+
+$(HOST_TOOL): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
 
 # The sanitized build (after the normal one: one build at a time)
 build-san: build
