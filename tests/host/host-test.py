@@ -1,0 +1,671 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""nvme-passthru-host against synthetic hosts (tests/host/faketree.py):
+list, enable, disable, check and watch with --root, every refusal and
+edge case, exact outputs and exit codes.  TAP on stdout.
+
+The command must exist (make build); a missing one fails every test.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from faketree import FakeKernel, Tree  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BUILD = os.environ.get("BUILD_DIR", os.path.join(TOP, "build"))
+TOOL = os.path.join(os.path.abspath(BUILD), "tools", "nvme-passthru-host")
+
+A = "0000:01:00.0"      # the free NVMe in most trees
+B = "0000:02:00.0"      # a second NVMe
+
+
+def run(tree, *args, env=None):
+    """Run the command against TREE; (status, stdout, stderr)"""
+    e = dict(os.environ)
+    e.pop("NVME_PASSTHRU_HOST_ROOT", None)
+    e.update(env or {})
+    cmd = [TOOL] + (["--root", tree.root] if tree else []) + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=e,
+                       timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+
+def run_json(tree, *args):
+    rc, out, err = run(tree, "--json", *args)
+    try:
+        return rc, json.loads(out), err
+    except ValueError:
+        raise AssertionError(f"not JSON (rc {rc}): {out!r} {err!r}")
+
+
+def eq(got, want, what=""):
+    if got != want:
+        raise AssertionError(f"{what}\n  got:  {got!r}\n  want: {want!r}")
+
+
+def host(tmp, iommu=True):
+    """A host with the IOMMU on and one free NVMe, A, alone in group 1,
+    in physical slot 3"""
+    t = Tree(tmp)
+    if iommu:
+        t.iommu_on()
+    t.pci(A, group=1 if iommu else None, slot="3")
+    c = t.controller(A)
+    t.namespace(c, "nvme0n1", "259:0")
+    return t, c
+
+
+def refused(t, bdf, reason):
+    """enable BDF is refused with REASON, and nothing was written"""
+    rc, out, err = run(t, "enable", bdf)
+    eq(rc, 2, "exit status")
+    eq(out, "")
+    eq(err, f"nvme-passthru-host: enable {bdf}: refused: {reason}\n")
+    eq(t.read(f"sys/bus/pci/devices/{bdf}/driver_override"), "",
+       "driver_override untouched")
+    eq(t.read("sys/bus/pci/drivers/nvme/unbind"), "", "nvme/unbind")
+    eq(t.read("sys/bus/pci/drivers_probe"), "", "drivers_probe")
+
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+# ------------------------------------------------------------------ list
+
+@test
+def list_json_fields(tmp):
+    """list --json: every field of a free NVMe, a host disk and a
+    passed-through one; a non-NVMe device is not listed"""
+    t, c = host(tmp)
+    t.pci(B, group=2, device=0xa80a)
+    c1 = t.controller(B, ctrl="nvme1", model="Disk B", serial="SB",
+                      fw="1.0", devnum="240:1")
+    ns = t.namespace(c1, "nvme1n1", "259:1")
+    t.partition(ns, "nvme1n1p2", "259:3")
+    t.mount("259:3", "/dev/nvme1n1p2", "/")
+    t.pci("0000:04:00.0", group=4, driver="vfio-pci")
+    t.pci("0000:03:00.0", cls=0x020000, vendor=0x8086, device=0x10d3,
+          driver="e1000e", group=3)
+    rc, j, err = run_json(t, "list")
+    eq(rc, 0)
+    eq([d["bdf"] for d in j["devices"]], [A, B, "0000:04:00.0"])
+    eq(j["devices"][0], {
+        "bdf": A, "vendor": "144d", "device": "a808",
+        "controller": "nvme0", "model": "Samsung SSD 970 EVO Plus 1TB",
+        "serial": "S4EWNX0R123456", "firmware": "2B2QEXM7",
+        "driver": "nvme", "driver-override": None, "iommu-group": 1,
+        "group-members": [], "slot": "3", "passthrough": "off",
+        "persistent": False, "in-use": False, "in-use-reasons": [],
+        "passable": True, "refusal": None})
+    b = j["devices"][1]
+    eq((b["in-use"], b["in-use-reasons"], b["passable"], b["slot"]),
+       (True, ["/dev/nvme1n1p2 is mounted on / (the root file system)"],
+        True, None))
+    v = j["devices"][2]
+    eq((v["driver"], v["passthrough"], v["model"], v["controller"]),
+       ("vfio-pci", "on", None, None))
+
+
+@test
+def list_text(tmp):
+    """list for people: one block a controller"""
+    t, c = host(tmp)
+    t.pci(B, group=1, driver="vfio-pci")      # shares A's group
+    rc, out, err = run(t, "list")
+    eq(rc, 0)
+    eq(out.splitlines()[:7], [
+        f"{A}  144d:a808  nvme0  Samsung SSD 970 EVO Plus 1TB",
+        "    serial S4EWNX0R123456, firmware 2B2QEXM7",
+        "    driver nvme, IOMMU group 1 (shared), slot 3",
+        f"    group member {B} (driver vfio-pci)",
+        "    passthrough off",
+        f"    free, but cannot be passed through: IOMMU group 1 of {A} is "
+        f"shared with {B} (vfio-pci): a hotplug device must be alone in "
+        "its group (put it behind a port with ACS)",
+        f"{B}  144d:a808  -  (model unknown: not on the nvme driver)"])
+
+
+@test
+def list_empty(tmp):
+    """list on a host without NVMe says so, exit 0; JSON: no devices"""
+    t = Tree(tmp)
+    eq(run(t, "list"), (0, "no NVMe controller on this host\n", ""))
+    eq(run_json(t, "list")[:2], (0, {"devices": []}))
+
+
+# ------------------------------------------------------------- in use
+
+@test
+def refuse_mounted_namespace(tmp):
+    """a mounted namespace: enable refused, nothing written"""
+    t, c = host(tmp)
+    t.mount("259:0", "/dev/nvme0n1", "/srv/data")
+    refused(t, A, f"{A} is in use by the host: /dev/nvme0n1 is mounted "
+            "on /srv/data")
+
+
+@test
+def refuse_mounted_partition_by_number(tmp):
+    """a mounted partition, found by major:minor (btrfs-like source)"""
+    t, c = host(tmp)
+    t.partition(c + "/nvme0n1", "nvme0n1p1", "259:4")
+    t.mount("259:4", "/dev/mapper/odd-name", "/mnt/my\\040disk")
+    refused(t, A, f"{A} is in use by the host: /dev/nvme0n1p1 is mounted "
+            "on /mnt/my disk")
+
+
+@test
+def refuse_mounted_by_source(tmp):
+    """btrfs: an anonymous device number, the source names the disk"""
+    t, c = host(tmp)
+    t.partition(c + "/nvme0n1", "nvme0n1p1", "259:4")
+    t.mount("0:45", "/dev/nvme0n1p1", "/home", fstype="btrfs")
+    refused(t, A, f"{A} is in use by the host: /dev/nvme0n1p1 is mounted "
+            "on /home")
+
+
+@test
+def refuse_swap(tmp):
+    """a partition in use as swap"""
+    t, c = host(tmp)
+    t.partition(c + "/nvme0n1", "nvme0n1p3", "259:5")
+    t.swap("/dev/nvme0n1p3")
+    refused(t, A, f"{A} is in use by the host: /dev/nvme0n1p3 is in use "
+            "as swap")
+
+
+@test
+def refuse_lvm_holder(tmp):
+    """a partition held by LVM whose volume is the root file system"""
+    t, c = host(tmp)
+    p = t.partition(c + "/nvme0n1", "nvme0n1p2", "259:2")
+    t.holder(p, "dm-0", "254:0", dm_name="vg0-root",
+             dm_uuid="LVM-abcdef")
+    t.mount("254:0", "/dev/mapper/vg0-root", "/")
+    refused(t, A, f"{A} is in use by the host: nvme0n1p2 is held by dm-0 "
+            "(LVM vg0-root): /dev/dm-0 is mounted on / (the root file "
+            "system)")
+
+
+@test
+def refuse_md_holder(tmp):
+    """a namespace in an MD array nobody mounted: still held"""
+    t, c = host(tmp)
+    t.holder(c + "/nvme0n1", "md127", "9:127", md_level="raid1")
+    refused(t, A, f"{A} is in use by the host: nvme0n1 is held by md127 "
+            "(MD raid1)")
+
+
+@test
+def refuse_root_and_boot(tmp):
+    """the root and boot disk: every reason, named"""
+    t, c = host(tmp)
+    ns = c + "/nvme0n1"
+    t.partition(ns, "nvme0n1p1", "259:1")
+    t.partition(ns, "nvme0n1p2", "259:2")
+    t.mount("259:2", "/dev/nvme0n1p2", "/")
+    t.mount("259:1", "/dev/nvme0n1p1", "/boot/efi", fstype="vfat")
+    rc, out, err = run(t, "enable", A)
+    eq(rc, 2)
+    reasons = err.split(": in use by the host: ")[-1]
+    eq(sorted(err.split("in use by the host: ")[1].strip().split("; ")),
+       ["/dev/nvme0n1p1 is mounted on /boot/efi (the boot disk)",
+        "/dev/nvme0n1p2 is mounted on / (the root file system)"], reasons)
+
+
+@test
+def refuse_open_by_process(tmp):
+    """a namespace held open by a process (no mount, no holder), and the
+    controller's character device"""
+    t, c = host(tmp)
+    t.process(4242, "dd", fds=["/dev/nvme0n1", "/dev/null"])
+    refused(t, A, f"{A} is in use by the host: /dev/nvme0n1 is open in "
+            "process 4242 (dd)")
+    t2 = Tree(tmp + "/2")
+    t2.iommu_on()
+    t2.pci(A, group=1)
+    t2.controller(A)
+    t2.process(77, "nvme", fds=["/dev/nvme0"])
+    refused(t2, A, f"{A} is in use by the host: /dev/nvme0 is open in "
+            "process 77 (nvme)")
+
+
+@test
+def refuse_multipath_head(tmp):
+    """native multipath: the mounted disk is the subsystem's head, found
+    through /sys/block and, without that link, under nvme-subsystem"""
+    for link in (True, False):
+        d = f"{tmp}/{link}"
+        t = Tree(d)
+        t.iommu_on()
+        t.pci(A, group=1)
+        c = t.controller(A)
+        h = t.multipath_namespace(c, "nvme0c0n1", "nvme0n1",
+                                  block_link=link)
+        t.partition(h, "nvme0n1p1", "259:1")
+        t.mount("259:1", "/dev/nvme0n1p1", "/var")
+        refused(t, A, f"{A} is in use by the host: /dev/nvme0n1p1 is "
+                "mounted on /var")
+
+
+@test
+def multipath_free(tmp):
+    """native multipath, nothing mounted: free, and listed so"""
+    t = Tree(tmp)
+    t.iommu_on()
+    t.pci(A, group=1)
+    c = t.controller(A)
+    t.multipath_namespace(c, "nvme0c0n1", "nvme0n1")
+    t.mount("259:9", "/dev/sda1", "/")
+    rc, j, err = run_json(t, "list")
+    eq((rc, j["devices"][0]["in-use"], j["devices"][0]["passable"]),
+       (0, False, True))
+
+
+# ------------------------------------------------- other refusals
+
+@test
+def refuse_group_not_viable(tmp):
+    """a second device of the group on a host driver: not viable"""
+    t, c = host(tmp)
+    t.pci("0000:01:00.1", cls=0x020000, driver="e1000e", group=1)
+    refused(t, A, f"IOMMU group 1 of {A} is not viable: it also holds "
+            "0000:01:00.1, bound to the host driver e1000e")
+
+
+@test
+def refuse_group_shared(tmp):
+    """a second device of the group, even on vfio-pci: shared"""
+    t, c = host(tmp)
+    t.vfio_loaded()
+    t.pci("0000:01:00.1", driver="vfio-pci", group=1)
+    refused(t, A, f"IOMMU group 1 of {A} is shared with 0000:01:00.1 "
+            "(vfio-pci): a hotplug device must be alone in its group (put "
+            "it behind a port with ACS)")
+
+
+@test
+def refuse_not_nvme(tmp):
+    """a network card: not NVMe; disable is refused too"""
+    t, c = host(tmp)
+    n = "0000:03:00.0"
+    t.pci(n, cls=0x020000, vendor=0x8086, device=0x10d3, driver="e1000e",
+          group=3)
+    rc, out, err = run(t, "enable", n)
+    eq((rc, err), (2, f"nvme-passthru-host: enable {n}: refused: {n} is "
+                   "not an NVMe controller: class 0x020000, not "
+                   "0x010802\n"))
+    eq(t.read("sys/bus/pci/drivers/e1000e/unbind"), "")
+    rc, out, err = run(t, "disable", n)
+    eq(rc, 2)
+
+
+@test
+def refuse_no_iommu(tmp):
+    """no IOMMU: no group, enable refused"""
+    t, c = host(tmp, iommu=False)
+    refused(t, A, f"{A} has no IOMMU group: the host runs without an IOMMU "
+            "(see 'nvme-passthru-host check')")
+
+
+@test
+def refuse_gone_after_list(tmp):
+    """a device listed, then pulled out before enable"""
+    t, c = host(tmp)
+    eq(run_json(t, "list")[1]["devices"][0]["bdf"], A)
+    shutil.rmtree(t.p(f"sys/bus/pci/devices/{A}"))
+    eq(run(t, "enable", A), (2, "", f"nvme-passthru-host: enable {A}: "
+                             f"refused: no PCI device {A} on this host\n"))
+    eq(run_json(t, "enable", A)[:2],
+       (2, {"operation": "enable", "device": A, "result": "refused",
+            "message": f"no PCI device {A} on this host"}))
+
+
+@test
+def refuse_bad_arguments(tmp):
+    """a malformed address, an unknown command, --vm with --pid"""
+    t, c = host(tmp)
+    eq(run(t, "enable", "01:00"), (2, "", "nvme-passthru-host: enable "
+           "01:00: refused: '01:00' is not a PCI address (DDDD:BB:SS.F)\n"))
+    eq(run(t, "frobnicate")[0], 2)
+    eq(run(t, "check", "--vm", "x", "--pid", "1")[0], 2)
+    eq(run(None, "--root", tmp + "/nonexistent", "list")[0], 2)
+
+
+# ------------------------------------------------- enable, disable
+
+@test
+def enable_happy(tmp):
+    """enable: driver_override, unbind, drivers_probe written; the
+    kernel (FakeKernel) binds vfio-pci; verified, exit 0; a short
+    address works; enabling again says so"""
+    t, c = host(tmp)
+    k = FakeKernel(t)
+    try:
+        rc, out, err = run(t, "enable", "01:00.0")
+        eq((rc, out, err), (0, f"{A} is bound to vfio-pci (was nvme), "
+                            "IOMMU group 1, /dev/vfio/1\n", ""))
+        eq(t.read(f"sys/bus/pci/devices/{A}/driver_override"), "vfio-pci")
+        eq(t.read("sys/bus/pci/drivers/nvme/unbind"), A)
+        eq(k.probed, [A])
+        eq(os.readlink(t.p(f"sys/bus/pci/devices/{A}/driver")),
+           "../../drivers/vfio-pci")
+        eq(t.exists("dev/vfio/1"), True)
+        rc, j, err = run_json(t, "list")
+        d = j["devices"][0]
+        eq((d["driver"], d["passthrough"], d["driver-override"],
+            d["controller"]), ("vfio-pci", "on", "vfio-pci", None))
+        eq(run(t, "enable", A), (0, f"{A} was already bound to vfio-pci "
+                                 "(IOMMU group 1, /dev/vfio/1)\n", ""))
+        eq(k.probed, [A])
+    finally:
+        k.stop()
+
+
+@test
+def enable_kernel_did_not_bind(tmp):
+    """the kernel does not move the driver link (no FakeKernel): failed,
+    exit 1, and rolled back: driver_override cleared"""
+    t, c = host(tmp)
+    rc, out, err = run(t, "--timeout", "0.3", "enable", A)
+    eq((rc, out), (1, ""))
+    eq(err, f"nvme-passthru-host: enable {A}: failed: the kernel did not "
+       f"bind {A} to vfio-pci within 0.3 s: it is bound to nvme; "
+       "driver_override cleared\n")
+    eq(t.read(f"sys/bus/pci/devices/{A}/driver_override"), "\n")
+    eq(t.read("sys/bus/pci/drivers/nvme/unbind"), A)
+
+
+@test
+def enable_device_vanishes(tmp):
+    """the device disappears while it is rebound: failed, exit 1"""
+    t, c = host(tmp)
+    k = FakeKernel(t, mode="vanish")
+    try:
+        rc, j, err = run_json(t, "enable", A)
+        eq((rc, j["result"], j["message"]),
+           (1, "failed", f"{A} disappeared while it was rebound"))
+    finally:
+        k.stop()
+
+
+@test
+def disable_happy(tmp):
+    """disable: override cleared, vfio-pci/unbind, probed back to nvme"""
+    t, c = host(tmp)
+    k = FakeKernel(t)
+    try:
+        eq(run(t, "enable", A)[0], 0)
+        rc, out, err = run(t, "disable", A)
+        eq((rc, out, err), (0, f"{A} is bound to nvme again\n", ""))
+        eq(t.read(f"sys/bus/pci/devices/{A}/driver_override"), "\n")
+        eq(t.read("sys/bus/pci/drivers/vfio-pci/unbind"), A)
+        eq(k.probed, [A, A])
+        eq(os.readlink(t.p(f"sys/bus/pci/devices/{A}/driver")),
+           "../../drivers/nvme")
+        eq(t.exists("dev/vfio/1"), False)
+        eq(run(t, "disable", A), (0, f"{A} was not passed through (driver "
+                                  "nvme)\n", ""))
+    finally:
+        k.stop()
+
+
+@test
+def disable_refused_in_vm(tmp):
+    """disable while QEMU has /dev/vfio/N open: refused"""
+    t = Tree(tmp)
+    t.iommu_on()
+    t.pci(A, group=5, driver="vfio-pci")
+    t.process(999, "qemu-system-x86", fds=["/dev/vfio/vfio", "/dev/vfio/5"])
+    eq(run(t, "disable", A), (2, "", f"nvme-passthru-host: disable {A}: "
+       f"refused: {A} is in use by a VM: /dev/vfio/5 is open in process "
+       "999 (qemu-system-x86); remove it from the VM first (device_del)\n"))
+    eq(t.read("sys/bus/pci/drivers/vfio-pci/unbind"), "")
+
+
+@test
+def persist(tmp):
+    """--persist writes the udev rule (vendor:device and address), list
+    shows it, disable --persist removes it"""
+    t, c = host(tmp)
+    t.pci(B, group=2, device=0x0a54, vendor=0x8086)
+    t.controller(B, ctrl="nvme1", devnum="240:1")
+    k = FakeKernel(t)
+    rules = "etc/udev/rules.d/60-nvme-passthru-host.rules"
+    try:
+        rc, out, err = run(t, "enable", "--persist", A)
+        eq((rc, out), (0, f"{A} is bound to vfio-pci (was nvme), IOMMU "
+                       "group 1, /dev/vfio/1; kept across reboots\n"))
+        eq(run(t, "enable", "--persist", B)[0], 0)
+        lines = t.read(rules).splitlines()
+        eq(lines[2:], [
+            f'ACTION=="add", SUBSYSTEM=="pci", KERNEL=="{A}", '
+            'ATTR{vendor}=="0x144d", ATTR{device}=="0xa808", '
+            'ATTR{driver_override}="vfio-pci", '
+            f'RUN+="{TOOL} enable {A}"',
+            f'ACTION=="add", SUBSYSTEM=="pci", KERNEL=="{B}", '
+            'ATTR{vendor}=="0x8086", ATTR{device}=="0x0a54", '
+            'ATTR{driver_override}="vfio-pci", '
+            f'RUN+="{TOOL} enable {B}"'])
+        eq(run_json(t, "list")[1]["devices"][0]["persistent"], True)
+        eq(run(t, "disable", "--persist", A)[1],
+           f"{A} is bound to nvme again; no longer passed through at "
+           "boot\n")
+        eq(len(t.read(rules).splitlines()), 3)
+        eq(run(t, "disable", "--persist", B)[0], 0)
+        eq(t.exists(rules), False)
+    finally:
+        k.stop()
+
+
+# ------------------------------------------------------------- check
+
+def check_json(t, *args):
+    rc, j, err = run_json(t, "check", *args)
+    return rc, {c["name"]: (c["result"], c["detail"], c["fix"])
+                for c in j["checks"]}, j
+
+
+@test
+def check_happy(tmp):
+    """a host that can pass through: every check ok, exit 0"""
+    t, c = host(tmp)
+    rc, out, err = run(t, "check")
+    eq((rc, err), (0, ""))
+    eq(out.splitlines(), [
+        "ok    iommu-hardware       Intel VT-d (ACPI DMAR table)",
+        "ok    iommu                on: dmar0",
+        "ok    interrupt-remapping  on (IR- interrupt chips in "
+        "/proc/interrupts)",
+        "ok    vfio-modules         vfio, vfio_pci, vfio_iommu_type1 loaded",
+        "ok    vfio-node            /dev/vfio/vfio exists",
+        f"ok    nvme {A}    free, alone in IOMMU group 1: ready for "
+        f"'nvme-passthru-host enable {A}'",
+        "the host can pass NVMe controllers through"])
+    rc, checks, j = check_json(t)
+    eq((rc, j["failed"], sorted(checks)),
+       (0, 0, ["interrupt-remapping", "iommu", "iommu-hardware",
+               f"nvme {A}", "vfio-modules", "vfio-node"]))
+
+
+@test
+def check_no_iommu(tmp):
+    """DMAR table, IOMMU off: the fix is intel_iommu=on; AMD: remove
+    amd_iommu=off; nothing: the firmware; exit 1"""
+    t = Tree(tmp)
+    t.write("sys/firmware/acpi/tables/DMAR", "")
+    t.pci(A)
+    t.controller(A)
+    rc, checks, j = check_json(t)
+    eq(rc, 1)
+    eq(checks["iommu-hardware"][0], "ok")
+    eq(checks["iommu"][:2], ("fail", "off: /sys/class/iommu is empty "
+                             "(kernel command line: BOOT_IMAGE=/vmlinuz "
+                             "root=UUID=1 ro)"))
+    eq(checks["iommu"][2], "add intel_iommu=on (and iommu=pt for host DMA "
+       "speed) to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub, "
+       "reboot")
+    eq(checks[f"nvme {A}"][0], "fail")
+    eq(checks[f"nvme {A}"][2], "turn the IOMMU on (above)")
+    eq((checks["vfio-modules"][0], checks["vfio-node"][0],
+        checks["interrupt-remapping"][0]), ("fail", "fail", "fail"))
+    os.unlink(t.p("sys/firmware/acpi/tables/DMAR"))
+    t.write("sys/firmware/acpi/tables/IVRS", "")
+    eq(check_json(t)[1]["iommu"][2][:42],
+       "AMD's IOMMU is on by default: remove amd_i")
+    os.unlink(t.p("sys/firmware/acpi/tables/IVRS"))
+    rc, checks, j = check_json(t)
+    eq(checks["iommu-hardware"][0:2], ("fail", "the firmware reports no "
+                                       "IOMMU (no DMAR or IVRS ACPI "
+                                       "table)"))
+    rc, out, err = run(t, "check")
+    eq(out.splitlines()[-1], "6 checks failed: fix them before passing an "
+       "NVMe through")
+
+
+@test
+def check_intremap(tmp):
+    """no interrupt remapping: fail; allowed unsafely: warn, exit 0"""
+    t = Tree(tmp)
+    t.iommu_on(intremap=False)
+    rc, checks, j = check_json(t)
+    eq((rc, checks["interrupt-remapping"][0]), (1, "fail"))
+    t.write("sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts",
+            "Y\n")
+    rc, checks, j = check_json(t)
+    eq((rc, checks["interrupt-remapping"][0], checks["nvme"][0]),
+       (0, "warn", "warn"))
+
+
+@test
+def check_group_and_nodes(tmp):
+    """a shared group fails its device; a host disk is fine; a vfio-pci
+    device without its node fails"""
+    t, c = host(tmp)
+    t.pci("0000:01:00.1", cls=0x0c0330, driver="xhci_hcd", group=1)
+    t.pci(B, group=2)
+    t.mount("259:7", "/dev/nvme1n1", "/")
+    c1 = t.controller(B, ctrl="nvme1", devnum="240:1")
+    t.namespace(c1, "nvme1n1", "259:7")
+    t.pci("0000:05:00.0", group=6, driver="vfio-pci")
+    os.unlink(t.p("dev/vfio/6"))
+    rc, checks, j = check_json(t)
+    eq(rc, 1)
+    eq(checks[f"nvme {A}"][:2], ("fail", f"IOMMU group 1 of {A} is not "
+                                 "viable: it also holds 0000:01:00.1, "
+                                 "bound to the host driver xhci_hcd"))
+    eq(checks[f"nvme {B}"][:2], ("ok", "used by the host (/dev/nvme1n1 is "
+                                 "mounted on / (the root file system)): "
+                                 "not passed through"))
+    eq(checks["nvme 0000:05:00.0"][:2], ("fail", "bound to vfio-pci, but "
+                                         "/dev/vfio/6 does not exist"))
+
+
+@test
+def check_qemu_memlock(tmp):
+    """--pid: a 64 KiB memlock limit against -m 4G fails with the exact
+    need; unlimited, CAP_IPC_LOCK and enough pass; --vm finds libvirt's
+    pid file; a missing VM or process is refused"""
+    t, c = host(tmp)
+    qemu = ["qemu-system-x86_64", "-machine", "q35", "-m", "4G"]
+    t.process(300, "qemu-system-x86", limits_memlock="65536", cmdline=qemu)
+    rc, checks, j = check_json(t, "--pid", "300")
+    eq(rc, 1)
+    eq(checks["memlock"], ("fail", "QEMU (pid 300) may lock 0 MiB, but VFIO "
+                           "pins all guest RAM: it needs 5120 MiB (guest "
+                           "RAM + 1 GiB)", "raise it: prlimit --pid 300 "
+                           "--memlock=5368709120 (now), LimitMEMLOCK="
+                           "infinity in QEMU's systemd unit, or libvirt's "
+                           "<memoryBacking><locked/></memoryBacking>"))
+    t.process(301, "qemu", limits_memlock="unlimited", cmdline=qemu)
+    eq(check_json(t, "--pid", "301")[1]["memlock"][:2],
+       ("ok", "QEMU (pid 301) may lock unlimited memory"))
+    t.process(302, "qemu", limits_memlock="65536",
+              cap_eff="0000000000004000", cmdline=qemu)
+    eq(check_json(t, "--pid", "302")[1]["memlock"][0], "ok")
+    t.process(303, "qemu", limits_memlock=str(6 << 30),
+              cmdline=["qemu", "-m", "size=2048,slots=0"])
+    eq(check_json(t, "--pid", "303")[1]["memlock"][:2],
+       ("ok", "QEMU (pid 303) may lock 6144 MiB, guest RAM + 1 GiB is "
+        "3072 MiB"))
+    t.write("run/libvirt/qemu/vm1.pid", "300\n")
+    eq(check_json(t, "--vm", "vm1")[1]["memlock"][0], "fail")
+    eq(run(t, "check", "--vm", "nosuch"),
+       (2, "", "nvme-passthru-host: check: refused: no running libvirt "
+        f"domain 'nosuch' (cannot read {tmp}/run/libvirt/qemu/nosuch.pid): "
+        "pass --pid\n"))
+    eq(run(t, "check", "--pid", "4444")[0], 2)
+
+
+@test
+def check_qemu_access(tmp):
+    """a QEMU running as uid 64055 cannot open a root-owned 0600 group
+    node: fail, with the chown"""
+    t = Tree(tmp)
+    t.iommu_on()
+    t.pci(A, group=1, driver="vfio-pci")
+    os.chmod(t.p("dev/vfio/1"), 0o600)
+    os.chmod(t.p("dev/vfio/vfio"), 0o666)
+    t.process(400, "qemu", uid=64055, cmdline=["qemu"])
+    rc, j, err = run_json(t, "check", "--pid", "400")
+    acc = [c for c in j["checks"] if c["name"] == "qemu-access"]
+    eq([(c["result"], c["detail"]) for c in acc], [
+        ("ok", "QEMU (uid 64055) can open /dev/vfio/vfio"),
+        ("fail", "QEMU runs as uid 64055 and cannot open /dev/vfio/1 "
+         "(owner 0, mode 600)")])
+    eq(acc[1]["fix"], "chown 64055 /dev/vfio/1 (libvirt does this for a "
+       "managed <hostdev>)")
+
+
+@test
+def root_from_environment(tmp):
+    """NVME_PASSTHRU_HOST_ROOT does what --root does"""
+    t, c = host(tmp)
+    rc, out, err = run(None, "--json", "list",
+                       env={"NVME_PASSTHRU_HOST_ROOT": tmp})
+    eq((rc, json.loads(out)["devices"][0]["bdf"]), (0, A))
+
+
+def main():
+    only = sys.argv[1:]
+    tests = [t for t in TESTS if not only or t.__name__ in only]
+    print(f"1..{len(tests)}")
+    failed = 0
+    if not os.access(TOOL, os.X_OK):
+        print(f"# {TOOL} is missing: run make build")
+    for i, fn in enumerate(tests, 1):
+        tmp = tempfile.mkdtemp(prefix="nph-")
+        desc = f"{fn.__name__}: {' '.join(fn.__doc__.split())}"
+        try:
+            if not os.access(TOOL, os.X_OK):
+                raise AssertionError(f"{TOOL} is missing (make build)")
+            fn(tmp)
+            print(f"ok {i} - {desc}")
+        except Exception as e:
+            failed += 1
+            print(f"not ok {i} - {desc}")
+            detail = str(e) if isinstance(e, AssertionError) else \
+                traceback.format_exc()
+            for line in detail.splitlines():
+                print(f"#   {line}")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
