@@ -17,6 +17,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from faketree import FakeKernel, Tree  # noqa: E402
+from fakeqmp import FakeQmp  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -637,6 +638,258 @@ def root_from_environment(tmp):
     rc, out, err = run(None, "--json", "list",
                        env={"NVME_PASSTHRU_HOST_ROOT": tmp})
     eq((rc, json.loads(out)["devices"][0]["bdf"]), (0, A))
+
+
+# ------------------------------------------------------------- watch
+
+def uevent(action, subsystem, **kv):
+    lines = [f"ACTION={action}", f"SUBSYSTEM={subsystem}"]
+    lines += [f"{k.upper()}={v}" for k, v in kv.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def pci_add(bdf, cls="10802", pci_id="144D:A808"):
+    return uevent("add", "pci", devpath=f"/devices/pci0000:00/0000:00:1c.0/"
+                  f"{bdf}", pci_class=cls, pci_id=pci_id, pci_slot_name=bdf)
+
+
+def watch_setup(tmp, policy, ports=None, mode="complete"):
+    t = Tree(tmp)
+    t.iommu_on()
+    qmp = FakeQmp(tmp + "/vm1.qmp", ports or [
+        {"id": "rp1", "state": "present", "device": "nvme-a",
+         "transport": "vfio", "backend": "0000:09:00.0"},
+        {"id": "rp2", "state": "empty"}, {"id": "rp3", "state": "empty"}],
+        mode=mode)
+    t.write("policy", policy.replace("QMP", qmp.path))
+    return t, qmp
+
+
+def watch(t, events, *args):
+    t.write("uevents", events)
+    rc, j, err = None, None, None
+    e = dict(os.environ)
+    p = subprocess.run([TOOL, "--root", t.root, "--json", *args, "watch",
+                        "--policy", t.p("policy"), "--uevents",
+                        t.p("uevents")], capture_output=True, text=True,
+                       timeout=60, env=e)
+    steps = [json.loads(line) for line in p.stdout.splitlines()]
+    return p.returncode, [(s["device"], s["step"], s["message"])
+                          for s in steps], p.stderr
+
+
+def insert(t, bdf=A, group=1, slot="3", **kw):
+    """A drive put into a slot: the PCI device, nvme bound to it"""
+    t.pci(bdf, group=group, slot=slot)
+    return t.controller(bdf, **kw)
+
+
+@test
+def watch_places_allowed_drive(tmp):
+    """watch through a fifo: a drive inserted after the start, allowed by
+    slot, is enabled and device_add'ed as vfio-pci on the first free
+    port (rp2); a non-NVMe device and other events are left alone; each
+    step printed with its time"""
+    t, qmp = watch_setup(tmp, "# the test VM\nvm vm1\nqmp QMP\n"
+                         "allow slot=3\n")
+    k = FakeKernel(t)
+    fifo = t.p("uevents")
+    os.mkfifo(fifo)
+    p = subprocess.Popen([TOOL, "--root", t.root, "watch", "--policy",
+                          t.p("policy"), "--uevents", fifo],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        with open(fifo, "w") as f:
+            first = p.stdout.readline()
+            t.pci("0000:06:00.0", cls=0x020000, driver="e1000e", group=6)
+            f.write(pci_add("0000:06:00.0", cls="20000"))
+            insert(t)
+            f.write(uevent("add", "block", devname="sda"))
+            f.write(pci_add(A))
+        out, err = p.communicate(timeout=60)
+    finally:
+        k.stop()
+        qmp.stop()
+    eq((p.returncode, err), (0, ""))
+    lines = [first] + out.splitlines()
+    import re
+    stamp = r"^\d\d:\d\d:\d\d\.\d\d\d \+\d+\.\d\d\ds "
+    for line in lines:
+        if not re.match(stamp, line):
+            raise AssertionError(f"no time stamp: {line!r}")
+    got = [re.sub(stamp, "", line).rstrip() for line in lines]
+    eq(got[1:4], [
+        "0000:06:00.0 ignored: not an NVMe controller (class 0x020000): "
+        "left alone",
+        f"{A} inserted: NVMe 144d:a808, slot 3, model Samsung SSD 970 EVO "
+        "Plus 1TB, serial S4EWNX0R123456",
+        f"{A} enabled: {A} is bound to vfio-pci (was nvme), IOMMU group 1, "
+        f"/dev/vfio/1 ({got[3].rsplit('(', 1)[1]}"])
+    eq(got[4], f"{A} port: VM vm1: free port rp2, device_add vfio-pci id "
+       "hostnvme-0000-01-00-0")
+    if not re.match(rf"{A} added: VM vm1: add completed on port rp2 "
+                    r"\(QEMU: 27 ms\), \d+ ms after device_add$", got[5]):
+        raise AssertionError(got[5])
+    eq(len(got), 6)
+    eq(qmp.device_adds(), [{"driver": "vfio-pci",
+                            "id": "hostnvme-0000-01-00-0", "bus": "rp2",
+                            "host": A}])
+    eq(os.readlink(t.p(f"sys/bus/pci/devices/{A}/driver")),
+       "../../drivers/vfio-pci")
+
+
+@test
+def watch_matches_identity(tmp):
+    """allow lines match id, model and serial (wildcards, quotes); all
+    keys of a line must match; JSON steps"""
+    t, qmp = watch_setup(tmp, 'vm vm1\nqmp QMP\nallow id=144d:a808 '
+                         'serial=OTHER*\nallow model="Samsung SSD 970*" '
+                         'serial=S4EW*\n')
+    k = FakeKernel(t)
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        k.stop()
+        qmp.stop()
+    eq((rc, [s[1] for s in steps]),
+       (0, ["watching", "inserted", "enabled", "port", "added"]))
+    eq(steps[0][2], f"VM vm1 (QMP {tmp}/vm1.qmp), 2 allow lines; uevents "
+       f"from {t.p('uevents')}")
+
+
+@test
+def watch_leaves_unlisted_drive(tmp):
+    """a drive no allow line matches: left alone, nothing written, no
+    QMP command"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=7\n"
+                         "allow id=8086:*\n")
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        qmp.stop()
+    eq((rc, steps[1:]), (0, [
+        (A, "inserted", "NVMe 144d:a808, slot 3, model Samsung SSD 970 EVO "
+         "Plus 1TB, serial S4EWNX0R123456"),
+        (A, "not-allowed", "no allow line of the policy matches: left "
+         "alone")]))
+    eq(t.read(f"sys/bus/pci/devices/{A}/driver_override"), "")
+    eq(qmp.commands, [])
+
+
+@test
+def watch_leaves_host_drive(tmp):
+    """an allowed drive the host uses (its file system got mounted):
+    left alone with the reason, exit 0"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n")
+    try:
+        c = insert(t)
+        t.namespace(c, "nvme0n1", "259:0")
+        t.mount("259:0", "/dev/nvme0n1", "/srv")
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        qmp.stop()
+    eq((rc, steps[-1]), (0, (A, "refused", f"left alone: {A} is in use by "
+                             "the host: /dev/nvme0n1 is mounted on /srv")))
+    eq(t.read("sys/bus/pci/drivers/nvme/unbind"), "")
+    eq(qmp.commands, [])
+
+
+@test
+def watch_add_fails(tmp):
+    """the guest never enables the device: failed with QEMU's reason,
+    exit 1; device_add refused by QEMU: failed; no free port: failed,
+    the device stays on vfio-pci"""
+    for mode, want in (
+            ("fail", "VM vm1: add failed on port rp2 (QEMU: 5000 ms): the "
+             "guest did not enable the device within 5000 ms"),
+            ("error", "VM vm1: device_add: vfio 0000:01:00.0: group 1 is "
+             "not viable; the device stays on vfio-pci")):
+        d = f"{tmp}/{mode}"
+        os.makedirs(d)
+        t, qmp = watch_setup(d, "vm vm1\nqmp QMP\nallow slot=3\n",
+                             mode=mode)
+        k = FakeKernel(t)
+        try:
+            insert(t)
+            rc, steps, err = watch(t, pci_add(A))
+        finally:
+            k.stop()
+            qmp.stop()
+        eq((rc, steps[-1]), (1, (A, "failed", want)), mode)
+    d = f"{tmp}/full"
+    os.makedirs(d)
+    t, qmp = watch_setup(d, "vm vm1\nqmp QMP\nallow slot=3\n",
+                         ports=[{"id": "rp1", "state": "adding"}])
+    k = FakeKernel(t)
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        k.stop()
+        qmp.stop()
+    eq((rc, steps[-1]), (1, (A, "failed", "VM vm1: no free "
+                             "pcie-hotplug-passthru port in the VM "
+                             "(query-passthru-hotplug); the device stays "
+                             "on vfio-pci")))
+    eq([c["execute"] for c in qmp.commands],
+       ["qmp_capabilities", "query-passthru-hotplug"])
+
+
+@test
+def watch_netlink(tmp):
+    """without --uevents, watch reads the kernel's NETLINK_KOBJECT_UEVENT
+    socket: a synthetic "add" written to the uevent file of this
+    machine's first non-NVMe PCI device reaches it, and the device is
+    left alone (needs root and a PCI device)"""
+    devs = sorted(os.listdir("/sys/bus/pci/devices"))
+    dev = next((d for d in devs if open(f"/sys/bus/pci/devices/{d}/class")
+                .read().strip() != "0x010802"), None)
+    if not dev:
+        raise AssertionError("this machine has no non-NVMe PCI device to "
+                             "send a uevent for")
+    with open(tmp + "/policy", "w") as f:
+        f.write("vm none\nqmp /nonexistent\nallow slot=no-such-slot\n")
+    p = subprocess.Popen([TOOL, "--json", "watch", "--policy",
+                          tmp + "/policy"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline() or "{}")
+        eq(first.get("step"), "watching", p.stderr.read()
+           if not first else "first step")
+        with open(f"/sys/bus/pci/devices/{dev}/uevent", "w") as f:
+            f.write("add")
+        import select
+        r, _, _ = select.select([p.stdout], [], [], 10)
+        if not r:
+            raise AssertionError(f"no step within 10 s of the uevent of "
+                                 f"{dev}")
+        s = json.loads(p.stdout.readline())
+        cls = open(f"/sys/bus/pci/devices/{dev}/class").read().strip()
+        eq((s["device"], s["step"], s["message"]),
+           (dev, "ignored", f"not an NVMe controller (class {cls}): left "
+            "alone"))
+    finally:
+        p.kill()
+        p.wait()
+
+
+@test
+def watch_bad_policy(tmp):
+    """a policy with an unknown key, without qmp, or missing: refused"""
+    t = Tree(tmp)
+    t.write("policy", "qmp /x\nallow slot=3\nallow colour=red\n")
+    eq(run(t, "watch", "--policy", t.p("policy"), "--uevents", "/dev/null"),
+       (2, "", f"nvme-passthru-host: watch: {t.p('policy')}:3: unknown key "
+        "'colour' (slot, id, model, serial)\n"))
+    t.write("policy", "allow slot=3\n")
+    eq(run(t, "watch", "--policy", t.p("policy"))[2],
+       f"nvme-passthru-host: watch: {t.p('policy')}: needs a 'qmp PATH' "
+       "line and at least one 'allow' line\n")
+    eq(run(t, "watch", "--policy", tmp + "/none")[0], 2)
+    eq(run(t, "watch")[0], 2)
 
 
 def main():
