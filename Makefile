@@ -46,11 +46,13 @@ build: upstream
 TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
 TOOL_SRC = contrib/virt-nvme-hotplug/virt-nvme-hotplug.c
 TOOL_LIBS = libvirt libvirt-qemu json-c
-# nvme-passthru-host: the host side (list, enable/disable, check, watch);
-# its module (all but the main file) is what other tools link
+# nvme-passthru-host: the host side (list, enable/disable, check, watch).
+# Its module, HOST_MOD_SRC with the header nvme-host.h, is for other tools
+# too: add $(HOST_MOD_SRC) and -I$(HOST_DIR) to their link (json-c).
 HOST_TOOL = $(BUILD_DIR)/tools/nvme-passthru-host
 HOST_DIR = contrib/nvme-passthru-host
-HOST_SRC = $(wildcard $(HOST_DIR)/*.c)
+HOST_MOD_SRC = $(addprefix $(HOST_DIR)/,sysfs.c pci.c inuse.c bind.c iommu.c)
+HOST_SRC = $(HOST_DIR)/nvme-passthru-host.c $(HOST_DIR)/watch.c $(HOST_MOD_SRC)
 .PHONY: tools
 tools: $(TOOL) $(HOST_TOOL)
 $(TOOL): $(TOOL_SRC)

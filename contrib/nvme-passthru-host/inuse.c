@@ -52,7 +52,7 @@ typedef struct Scan {
     int n, cap;
 } Scan;
 
-static void PRINTF_LIKE(2, 3) add_reason(NphUse *use, const char *fmt, ...)
+static void NPH_PRINTF_LIKE(2, 3) add_reason(NphUse *use, const char *fmt, ...)
 {
     va_list ap;
     int i;

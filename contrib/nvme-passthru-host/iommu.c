@@ -33,7 +33,7 @@ typedef struct Checker {
     int failed;
 } Checker;
 
-static void PRINTF_LIKE(5, 6) report(Checker *k, const char *name,
+static void NPH_PRINTF_LIKE(5, 6) report(Checker *k, const char *name,
                                      NphLevel level, const char *fix,
                                      const char *fmt, ...)
 {

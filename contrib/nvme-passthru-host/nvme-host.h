@@ -25,12 +25,13 @@
 #define NPH_MAX_REASONS     8
 #define NPH_REASON_LEN      256
 
-#define PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
+#define NPH_PRINTF_LIKE(a, b) __attribute__((format(printf, a, b)))
 
 /* sysfs.c: paths under the root, small file helpers */
 void nph_set_root(const char *root);
 const char *nph_root(void);             /* "" for "/" */
-void PRINTF_LIKE(3, 4) nph_path(char *buf, size_t size, const char *fmt, ...);
+void NPH_PRINTF_LIKE(3, 4) nph_path(char *buf, size_t size,
+                                    const char *fmt, ...);
 bool nph_read_line(const char *path, char *buf, size_t size);
 bool nph_write_str(const char *path, const char *val, char *err,
                    size_t errsize);

@@ -81,7 +81,7 @@ static double now_s(void)
 }
 
 /* One step: "HH:MM:SS.mmm +S.SSSs BDF STEP: message", or JSON */
-static void PRINTF_LIKE(3, 4) step(const char *bdf, const char *what,
+static void NPH_PRINTF_LIKE(3, 4) step(const char *bdf, const char *what,
                                    const char *fmt, ...)
 {
     char msg[2048], clock[32];

@@ -472,6 +472,61 @@ def persist(tmp):
         k.stop()
 
 
+@test
+def enable_unbound(tmp):
+    """a device no driver has: nothing to unbind; override and probe"""
+    t = Tree(tmp)
+    t.iommu_on()
+    t.pci(A, group=1, driver=None)
+    k = FakeKernel(t)
+    try:
+        eq(run(t, "enable", A), (0, f"{A} is bound to vfio-pci (was "
+                                 "unbound), IOMMU group 1, /dev/vfio/1\n",
+                                 ""))
+        eq(t.read("sys/bus/pci/drivers/nvme/unbind"), "")
+        eq(k.probed, [A])
+    finally:
+        k.stop()
+
+
+@test
+def enable_without_vfio_driver(tmp):
+    """vfio-pci not loaded (and no modprobe in a synthetic tree): failed,
+    exit 1, before anything is written"""
+    t, c = host(tmp)
+    shutil.rmtree(t.p("sys/bus/pci/drivers/vfio-pci"))
+    eq(run(t, "enable", A), (1, "", f"nvme-passthru-host: enable {A}: "
+       "failed: the vfio-pci driver is not loaded and 'modprobe vfio-pci' "
+       "did not load it\n"))
+    eq(t.read(f"sys/bus/pci/devices/{A}/driver_override"), "")
+
+
+@test
+def refuse_group_member_without_driver(tmp):
+    """a second device of the group without a driver: shared, refused"""
+    t, c = host(tmp)
+    t.pci("0000:01:00.1", cls=0x088000, driver=None, group=1)
+    refused(t, A, f"IOMMU group 1 of {A} is shared with 0000:01:00.1 (no "
+            "driver): a hotplug device must be alone in its group (put it "
+            "behind a port with ACS)")
+
+
+@test
+def check_text_fix_lines(tmp):
+    """check for people: a FAIL line, then its fix indented under it"""
+    t = Tree(tmp)
+    t.iommu_on(vfio=False)
+    rc, out, err = run(t, "check")
+    eq(rc, 1)
+    lines = out.splitlines()
+    i = lines.index("FAIL  vfio-modules         not loaded: vfio vfio_pci "
+                    "vfio_iommu_type1")
+    eq(lines[i + 1], "                           fix: modprobe vfio-pci "
+       "(enable does it too); at every boot: echo vfio-pci > "
+       "/etc/modules-load.d/vfio-pci.conf")
+    eq(lines[-1], "2 checks failed: fix them before passing an NVMe through")
+
+
 # ------------------------------------------------------------- check
 
 def check_json(t, *args):
