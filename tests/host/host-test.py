@@ -932,6 +932,31 @@ def watch_netlink(tmp):
 
 
 @test
+def watch_udevadm_format(tmp):
+    """--uevents takes what udevadm monitor --kernel --property prints;
+    an allowed drive whose group is not viable is refused, exit 0"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow id=144d:*\n")
+    try:
+        insert(t)
+        t.pci("0000:01:00.1", cls=0x020000, driver="e1000e", group=1)
+        rc, steps, err = watch(t, (
+            "monitor will print the received events for:\n"
+            "KERNEL - the kernel uevent\n\n"
+            "KERNEL[1234.567890] add      /devices/pci0000:00/0000:00:1c.0/"
+            f"{A} (pci)\nACTION=add\nDEVPATH=/devices/pci0000:00/"
+            f"0000:00:1c.0/{A}\nSUBSYSTEM=pci\nPCI_CLASS=10802\n"
+            f"PCI_ID=144D:A808\nPCI_SLOT_NAME={A}\nSEQNUM=4321\n\n"))
+    finally:
+        qmp.stop()
+    eq((rc, steps[1:]), (0, [
+        (A, "inserted", "NVMe 144d:a808, slot 3, model Samsung SSD 970 EVO "
+         "Plus 1TB, serial S4EWNX0R123456"),
+        (A, "refused", f"left alone: IOMMU group 1 of {A} is not viable: it "
+         "also holds 0000:01:00.1, bound to the host driver e1000e")]))
+    eq(qmp.commands, [])
+
+
+@test
 def watch_bad_policy(tmp):
     """a policy with an unknown key, without qmp, or missing: refused"""
     t = Tree(tmp)
