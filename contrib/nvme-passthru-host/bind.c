@@ -257,12 +257,19 @@ static NphResult rebind(const NphDevice *d, const char *override,
         snprintf(msg, size, "%s", err);
         return NPH_FAILED;
     }
-    if (d->driver[0]) {
-        nph_path(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind",
-                 d->driver);
+    /*
+     * The driver now, not when D was read: a just-inserted device may
+     * have been bound by nvme's probe since.  From here on the override
+     * keeps any other driver off it.
+     */
+    if (!current_driver(d->bdf, drv, sizeof(drv))) {
+        snprintf(msg, size, "%s disappeared while it was rebound", d->bdf);
+        return NPH_FAILED;
+    }
+    if (drv[0] && strcmp(drv, want)) {
+        nph_path(path, sizeof(path), "/sys/bus/pci/drivers/%s/unbind", drv);
         if (!nph_write_str(path, d->bdf, err, sizeof(err))) {
-            snprintf(msg, size, "unbinding from %s failed: %s", d->driver,
-                     err);
+            snprintf(msg, size, "unbinding from %s failed: %s", drv, err);
             return NPH_FAILED;
         }
     }
