@@ -338,7 +338,8 @@ static void usage(FILE *f)
 "                      into a running VM (netlink uevents; see the docs)\n"
 "\n"
 "Options:\n"
-"  -j, --json          print one JSON object for machines\n"
+"  -j, --json          print JSON for machines: one object (watch: one\n"
+"                      object a line, a step each)\n"
 "  -r, --root DIR      read sys/, dev/, proc/, run/ and etc/ under DIR\n"
 "                      instead of / (tests; also NVME_PASSTHRU_HOST_ROOT)\n"
 "  -t, --timeout SEC   wait at most SEC for the kernel (default 10)\n"
@@ -353,8 +354,9 @@ static void usage(FILE *f)
 "  -h, --help          this text\n"
 "\n"
 "Exit status: 0 done (check: every check passed), 1 failed (the kernel\n"
-"did not do it, or a check failed), 2 refused (bad arguments, or a rule\n"
-"of passthrough: nothing was changed).\n", progname);
+"did not do it, a check failed; watch --uevents: an add did not\n"
+"complete), 2 refused (bad arguments, or a rule of passthrough: nothing\n"
+"was changed).\n", progname);
 }
 
 int main(int argc, char **argv)
