@@ -53,8 +53,10 @@ HOST_TOOL = $(BUILD_DIR)/tools/nvme-passthru-host
 HOST_DIR = contrib/nvme-passthru-host
 HOST_MOD_SRC = $(addprefix $(HOST_DIR)/,sysfs.c pci.c inuse.c bind.c iommu.c)
 HOST_SRC = $(HOST_DIR)/nvme-passthru-host.c $(HOST_DIR)/watch.c $(HOST_MOD_SRC)
+# The same with ASan + UBSan, for tests/host under the sanitizers
+HOST_TOOL_SAN = $(BUILD_DIR)/tools-san/nvme-passthru-host
 .PHONY: tools
-tools: $(TOOL) $(HOST_TOOL)
+tools: $(TOOL) $(HOST_TOOL) $(HOST_TOOL_SAN)
 $(TOOL): $(TOOL_SRC)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
@@ -63,6 +65,13 @@ $(TOOL): $(TOOL_SRC)
 $(HOST_TOOL): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
+
+$(HOST_TOOL_SAN): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
+	    -Wno-format-truncation \
 	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
 
 # The sanitized build (after the normal one: one build at a time)

@@ -77,10 +77,15 @@ for t in "$top"/tests/build/*-test.sh; do
 done
 
 # The host command (nvme-passthru-host) against synthetic sys/ dev/ proc/
-# trees: seconds, no QEMU
+# trees: seconds, no QEMU; then the same with its ASan + UBSan build
+# (make tools), whose reports go to stderr and fail the exact checks
 for t in "$top"/tests/host/*-test.py; do
-    [ -f "$t" ] && run "host/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
-        python3 "$t"
+    [ -f "$t" ] || continue
+    run "host/$(basename "$t" .py)" 5m env BUILD_DIR="$build" python3 "$t"
+    run "host-san/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
+        NVME_PASSTHRU_HOST_TOOL="$build/tools-san/nvme-passthru-host" \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 python3 "$t"
 done
 
 for t in "$top"/tests/qtest/*-test.c; do

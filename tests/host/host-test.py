@@ -5,6 +5,9 @@ list, enable, disable, check and watch with --root, every refusal and
 edge case, exact outputs and exit codes.  TAP on stdout.
 
 The command must exist (make build); a missing one fails every test.
+NVME_PASSTHRU_HOST_TOOL=PATH tests another build (run-tests.sh: the
+ASan + UBSan one, where any report changes stderr or the exit status
+and so fails the test).
 """
 
 import json
@@ -22,7 +25,9 @@ from fakeqmp import FakeQmp  # noqa: E402
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD_DIR", os.path.join(TOP, "build"))
-TOOL = os.path.join(os.path.abspath(BUILD), "tools", "nvme-passthru-host")
+# NVME_PASSTHRU_HOST_TOOL: another build of it (the sanitized one)
+TOOL = os.environ.get("NVME_PASSTHRU_HOST_TOOL") or os.path.join(
+    os.path.abspath(BUILD), "tools", "nvme-passthru-host")
 
 A = "0000:01:00.0"      # the free NVMe in most trees
 B = "0000:02:00.0"      # a second NVMe
