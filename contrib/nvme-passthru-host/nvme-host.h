@@ -7,6 +7,22 @@
  * a test points it at a synthetic tree of sys/, dev/, proc/, run/ and
  * etc/.
  *
+ * A tool that is about to give the host NVMe BDF to QEMU:
+ *
+ *     char bdf[NPH_BDF_LEN], why[1024];
+ *     NphDevice d;
+ *
+ *     nph_set_root(getenv("MY_TOOL_ROOT"));       (NULL: "/")
+ *     if (!nph_parse_bdf(arg, bdf, sizeof(bdf)) ||
+ *         !nph_device_read(bdf, &d)) ... no such device
+ *     if (!nph_is_vfio(&d) &&
+ *         nph_can_pass(&d, why, sizeof(why)) != NPH_DONE) ... refuse: why
+ *
+ * nph_can_pass() covers the class, the IOMMU group (present, viable,
+ * not shared) and the host's use (nph_nvme_in_use()); nph_enable()
+ * checks the same, then binds to vfio-pci and verifies it.  Scanning
+ * other users' /proc/PID/fd needs root.
+ *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
