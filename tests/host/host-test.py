@@ -860,8 +860,8 @@ def watch_leaves_host_drive(tmp):
 @test
 def watch_add_fails(tmp):
     """the guest never enables the device: failed with QEMU's reason,
-    exit 1; device_add refused by QEMU: failed; no free port: failed,
-    the device stays on vfio-pci"""
+    exit 1; device_add refused by QEMU: failed; no free port, or no VM
+    behind the socket: failed, the device stays on vfio-pci"""
     for mode, want in (
             ("fail", "VM vm1: add failed on port rp2 (QEMU: 5000 ms): the "
              "guest did not enable the device within 5000 ms"),
@@ -896,6 +896,20 @@ def watch_add_fails(tmp):
                              "on vfio-pci")))
     eq([c["execute"] for c in qmp.commands],
        ["qmp_capabilities", "query-passthru-hotplug"])
+    d = f"{tmp}/novm"
+    os.makedirs(d)
+    t = Tree(d)
+    t.iommu_on()
+    t.write("policy", f"vm vm1\nqmp {d}/gone.qmp\nallow slot=3\n")
+    k = FakeKernel(t)
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        k.stop()
+    eq((rc, steps[-1]), (1, (A, "failed", f"VM vm1: cannot connect to QMP "
+                             f"{d}/gone.qmp: No such file or directory; the "
+                             "device stays on vfio-pci")))
 
 
 @test
