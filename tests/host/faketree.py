@@ -212,7 +212,6 @@ class FakeKernel:
         override = t.read(f"{d}/driver_override").strip()
         drv = override or "nvme"
         group = os.path.basename(os.readlink(t.p(f"{d}/iommu_group")))
-        t.link(f"{d}/driver", f"../../drivers/{drv}")
         # the nvme driver's controller exists only while nvme has it
         if drv == "nvme" and t.exists(f"{d}/.nvme-unbound"):
             os.rename(t.p(f"{d}/.nvme-unbound"), t.p(f"{d}/nvme"))
@@ -222,6 +221,8 @@ class FakeKernel:
             t.write(f"dev/vfio/{group}", "")
         elif t.exists(f"dev/vfio/{group}"):
             os.unlink(t.p(f"dev/vfio/{group}"))
+        # the driver link last: it is what the command waits for
+        t.link(f"{d}/driver", f"../../drivers/{drv}")
 
     def stop(self):
         with open(self.fifo, "w") as f:

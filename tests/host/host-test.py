@@ -26,8 +26,8 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD_DIR", os.path.join(TOP, "build"))
 # NVME_PASSTHRU_HOST_TOOL: another build of it (the sanitized one)
-TOOL = os.environ.get("NVME_PASSTHRU_HOST_TOOL") or os.path.join(
-    os.path.abspath(BUILD), "tools", "nvme-passthru-host")
+TOOL = os.path.realpath(os.environ.get("NVME_PASSTHRU_HOST_TOOL") or
+                        os.path.join(BUILD, "tools", "nvme-passthru-host"))
 
 A = "0000:01:00.0"      # the free NVMe in most trees
 B = "0000:02:00.0"      # a second NVMe
