@@ -12,6 +12,8 @@ and so fails the test).
 
 import json
 import os
+import re
+import select
 import shutil
 import subprocess
 import sys
@@ -773,7 +775,6 @@ def watch_places_allowed_drive(tmp):
         qmp.stop()
     eq((p.returncode, err), (0, ""))
     lines = [first] + out.splitlines()
-    import re
     stamp = r"^\d\d:\d\d:\d\d\.\d\d\d \+\d+\.\d\d\ds "
     for line in lines:
         if not re.match(stamp, line):
@@ -935,7 +936,6 @@ def watch_netlink(tmp):
            if not first else "first step")
         with open(f"/sys/bus/pci/devices/{dev}/uevent", "w") as f:
             f.write("add")
-        import select
         r, _, _ = select.select([p.stdout], [], [], 10)
         if not r:
             raise AssertionError(f"no step within 10 s of the uevent of "
