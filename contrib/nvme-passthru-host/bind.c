@@ -378,7 +378,7 @@ NphResult nph_enable(const char *bdf, const NphBindOpts *o, char *msg,
 }
 
 /* A process with /dev/vfio/GROUP open: QEMU using the device */
-static bool group_open(int group, char *who, size_t size)
+bool nph_group_user(int group, char *who, size_t size)
 {
     char dir[PATH_MAX], fd[PATH_MAX + 300], link[PATH_MAX], want[64];
     char comm[64];
@@ -449,8 +449,8 @@ NphResult nph_disable(const char *bdf, const NphBindOpts *o, char *msg,
     if (!nph_is_vfio(&d) && strcmp(d.driver_override, "vfio-pci")) {
         snprintf(msg, size, "%s was not passed through (driver %s)", bdf,
                  d.driver[0] ? d.driver : "none");
-    } else if (d.iommu_group >= 0 && group_open(d.iommu_group, who,
-                                                 sizeof(who))) {
+    } else if (d.iommu_group >= 0 && nph_group_user(d.iommu_group, who,
+                                                     sizeof(who))) {
         snprintf(msg, size, "%s is in use by a VM: /dev/vfio/%d is open in "
                  "%s; remove it from the VM first (device_del)", bdf,
                  d.iommu_group, who);

@@ -109,6 +109,8 @@ NphResult nph_enable(const char *bdf, const NphBindOpts *o, char *msg,
                      size_t size);
 NphResult nph_disable(const char *bdf, const NphBindOpts *o, char *msg,
                       size_t size);
+/* A process holding /dev/vfio/GROUP open (a VM): "process PID (comm)" */
+bool nph_group_user(int group, char *who, size_t size);
 /* The persistent override for BDF: is there one? */
 bool nph_persisted(const char *bdf);
 const char *nph_rules_path(char *buf, size_t size);

@@ -565,6 +565,13 @@ static void handle_nvme(const Policy *pol, const char *bdf)
         return;
     }
     step(bdf, "enabled", "%s (%.0f ms)", msg, (now_s() - t) * 1000);
+    /* Already on vfio-pci and some VM has it (another watch took it) */
+    if (nph_device_read(bdf, &d) &&
+        nph_group_user(d.iommu_group, err, sizeof(err))) {
+        step(bdf, "refused", "left alone: /dev/vfio/%d is open in %s "
+             "(another VM has it)", d.iommu_group, err);
+        return;
+    }
     if (!qmp_open(&q, pol->qmp, err, sizeof(err)) ||
         !free_port(&q, port, sizeof(port), err, sizeof(err))) {
         step(bdf, "failed", "VM %s: %s; the device stays on vfio-pci",

@@ -859,6 +859,28 @@ def watch_leaves_host_drive(tmp):
 
 
 @test
+def watch_leaves_drive_of_another_vm(tmp):
+    """a drive already on vfio-pci whose group another QEMU holds open
+    (another watch placed it): left alone, no device_add"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n")
+    try:
+        t.pci(A, group=1, slot="3", driver="vfio-pci")
+        t.process(500, "qemu-system-x86", fds=["/dev/vfio/vfio",
+                                               "/dev/vfio/1"])
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        qmp.stop()
+    steps = [(d, s, re.sub(r"\(\d+ ms\)$", "(N ms)", m))
+             for d, s, m in steps]
+    eq((rc, steps[2:]), (0, [
+        (A, "enabled", f"{A} was already bound to vfio-pci (IOMMU group 1, "
+         "/dev/vfio/1) (N ms)"),
+        (A, "refused", "left alone: /dev/vfio/1 is open in process 500 "
+         "(qemu-system-x86) (another VM has it)")]))
+    eq(qmp.commands, [])
+
+
+@test
 def watch_add_fails(tmp):
     """the guest never enables the device: failed with QEMU's reason,
     exit 1; device_add refused by QEMU: failed; no free port, or no VM
