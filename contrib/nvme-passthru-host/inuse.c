@@ -425,6 +425,11 @@ static void check_controller(Scan *s, const char *cdir, const char *ctrl,
                           &extra) == 2) {
             snprintf(path, sizeof(path), "%s/%s", cdir, e->d_name);
             check_block(s, path, e->d_name, use, 0);
+        } else if (sscanf(e->d_name, "ng%un%u%c", &subsys, &ns,
+                          &extra) == 2) {
+            /* A namespace's generic character device (io_uring, SPDK) */
+            snprintf(path, sizeof(path), "%s/%s", cdir, e->d_name);
+            check_open(s, path, e->d_name, false, use);
         }
     }
     if (d) {

@@ -236,8 +236,8 @@ def refuse_root_and_boot(tmp):
 
 @test
 def refuse_open_by_process(tmp):
-    """a namespace held open by a process (no mount, no holder), and the
-    controller's character device"""
+    """a namespace held open by a process (no mount, no holder), the
+    controller's character device, a namespace's generic one (ngXnY)"""
     t, c = host(tmp)
     t.process(4242, "dd", fds=["/dev/nvme0n1", "/dev/null"])
     refused(t, A, f"{A} is in use by the host: /dev/nvme0n1 is open in "
@@ -249,6 +249,14 @@ def refuse_open_by_process(tmp):
     t2.process(77, "nvme", fds=["/dev/nvme0"])
     refused(t2, A, f"{A} is in use by the host: /dev/nvme0 is open in "
             "process 77 (nvme)")
+    t3 = Tree(tmp + "/3")
+    t3.iommu_on()
+    t3.pci(A, group=1)
+    c = t3.controller(A)
+    t3.write(f"{c}/ng0n1/dev", "241:0\n")
+    t3.process(88, "fio", fds=["/dev/ng0n1"])
+    refused(t3, A, f"{A} is in use by the host: /dev/ng0n1 is open in "
+            "process 88 (fio)")
 
 
 @test
