@@ -5,7 +5,8 @@
 #   make check   install what is missing, fetch and verify upstream QEMU,
 #                apply the patch queue, build, and run every test (the
 #                project's qtests also under ASan + UBSan)
-#   make build   the same, without the tests (QEMU and virt-nvme-hotplug)
+#   make build   the same, without the tests (QEMU, virt-nvme-hotplug and
+#                nvme-passthru-host)
 #   make build-san  QEMU and the qtests with ASan + UBSan (qemu-build-san)
 #   make soak    1000 add/remove cycles, 200 in a real guest, 100 surprise
 #                removals: QEMU's RSS and fds at start and end
@@ -29,7 +30,7 @@ export BUILD_DIR DEB_CACHE
 all: build
 
 help:
-	@sed -n '3,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,20p' Makefile | sed 's/^# \{0,1\}//'
 
 deps:
 	@scripts/install-deps.sh
@@ -43,14 +44,36 @@ build: upstream
 
 # virt-nvme-hotplug: passthrough hotplug of a libvirt domain
 TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
-TOOL_SRC = contrib/virt-nvme-hotplug/virt-nvme-hotplug.c
-TOOL_LIBS = libvirt libvirt-qemu json-c
+TOOL_SRC = $(wildcard contrib/virt-nvme-hotplug/*.c)
+TOOL_HDR = $(wildcard contrib/virt-nvme-hotplug/*.h)
+TOOL_LIBS = libvirt libvirt-qemu json-c libxml-2.0
+# nvme-passthru-host: the host side (list, enable/disable, check, watch).
+# Its module, HOST_MOD_SRC with the header nvme-host.h, is for other tools
+# too: add $(HOST_MOD_SRC) and -I$(HOST_DIR) to their link (json-c).
+HOST_TOOL = $(BUILD_DIR)/tools/nvme-passthru-host
+HOST_DIR = contrib/nvme-passthru-host
+HOST_MOD_SRC = $(addprefix $(HOST_DIR)/,sysfs.c pci.c inuse.c bind.c iommu.c)
+HOST_SRC = $(HOST_DIR)/nvme-passthru-host.c $(HOST_DIR)/watch.c $(HOST_MOD_SRC)
+# The same with ASan + UBSan, for tests/host under the sanitizers
+HOST_TOOL_SAN = $(BUILD_DIR)/tools-san/nvme-passthru-host
 .PHONY: tools
-tools: $(TOOL)
-$(TOOL): $(TOOL_SRC)
+tools: $(TOOL) $(HOST_TOOL) $(HOST_TOOL_SAN)
+$(TOOL): $(TOOL_SRC) $(TOOL_HDR)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
-	    -o $@ $< $$(pkg-config --cflags --libs $(TOOL_LIBS))
+	    -o $@ $(TOOL_SRC) $$(pkg-config --cflags --libs $(TOOL_LIBS))
+
+$(HOST_TOOL): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
+
+$(HOST_TOOL_SAN): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
+	    -Wno-format-truncation \
+	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
 
 # The sanitized build (after the normal one: one build at a time)
 build-san: build

@@ -25,7 +25,7 @@ build_pkgs="build-essential ccache pkg-config ninja-build flex bison
 # libvirt tests and virt-nvme-hotplug; bookworm's own 9.0 works too).
 new_pkgs="meson python3-pycotap"
 libvirt_pkgs="libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
-    libvirt-dev"
+    libvirt-dev libxml2-dev"
 # Runtime firmware (OVMF; SeaBIOS and its VGA BIOSes; option ROMs such as
 # kvmvapic.bin and linuxboot_dma.bin; iPXE's NIC ROMs, efi-e1000e.rom for
 # q35's default NIC), the tools that pack the test guest (its packages are

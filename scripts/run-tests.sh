@@ -6,7 +6,8 @@
 # tests/build/, the qtests under tests/qtest/ (run with --tap), the same
 # qtests built with ASan + UBSan (qtest-san/NAME, when
 # BUILD_DIR/qemu-build-san exists: scripts/build-qemu.sh --san), upstream's
-# qtests listed in tests/upstream-qtests, the fuzz targets' corpus replay
+# qtests listed in tests/upstream-qtests, the host command's tests under
+# tests/host/, the fuzz targets' corpus replay
 # and smoke runs under tests/fuzz/, the real-guest tests under
 # tests/guest/ and the nested kernel-VFIO tests under tests/nested/.  Each
 # test's full output goes to BUILD_DIR/test-logs/NAME.log.
@@ -73,6 +74,18 @@ run() {
 
 for t in "$top"/tests/build/*-test.sh; do
     [ -f "$t" ] && run "build/$(basename "$t" .sh)" 30m bash "$t"
+done
+
+# The host command (nvme-passthru-host) against synthetic sys/ dev/ proc/
+# trees: seconds, no QEMU; then the same with its ASan + UBSan build
+# (make tools), whose reports go to stderr and fail the exact checks
+for t in "$top"/tests/host/*-test.py; do
+    [ -f "$t" ] || continue
+    run "host/$(basename "$t" .py)" 5m env BUILD_DIR="$build" python3 "$t"
+    run "host-san/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
+        NVME_PASSTHRU_HOST_TOOL="$build/tools-san/nvme-passthru-host" \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 python3 "$t"
 done
 
 for t in "$top"/tests/qtest/*-test.c; do

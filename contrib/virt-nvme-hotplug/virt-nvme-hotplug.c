@@ -2,17 +2,22 @@
  * virt-nvme-hotplug: NVMe passthrough hotplug of a libvirt domain
  *
  * Drives the fork's pcie-hotplug-passthru ports of a running libvirt
- * domain through libvirt's QEMU monitor passthrough: device_add,
- * device_del and query-passthru-hotplug, and waits for the
- * PASSTHRU_HOTPLUG events that end each operation.  libvirt does not
- * know these devices: they never show in dumpxml, and the domain is
- * tainted "custom-monitor".
+ * domain and waits for the PASSTHRU_HOTPLUG events that end each
+ * operation (libvirt's QEMU event API, which does not taint the domain).
  *
- * For a kernel VFIO device (host=/sysfsdev=) it first does what libvirt
- * does for a <hostdev>, or refuses with the reason: the device must be
- * an NVMe controller, not in use by the host, bound to vfio-pci (with
- * --managed it is detached through libvirt), in an IOMMU group whose
- * node QEMU can open, and QEMU must be allowed to lock guest memory.
+ * A host NVMe (kernel VFIO, --host/--sysfsdev) is added as libvirt's own
+ * <hostdev managed='yes'> on the port's bus: libvirt prepares the host
+ * (detach from the nvme driver, IOMMU group, device node, cgroup, memory
+ * lock), knows the device (dumpxml, detach-device) and gives it back to
+ * the host after the removal.  The tool only refuses first an NVMe the
+ * host still uses, which libvirt would take away without asking.  Its
+ * removal is libvirt's virDomainDetachDeviceAlias.
+ *
+ * What libvirt cannot express goes through its QEMU monitor passthrough
+ * (the domain is then tainted "custom-monitor", and libvirt does not know
+ * the device): vfio-user NVMe devices (--socket), surprise-remove (the
+ * port's removal property for one device_del) and status
+ * (query-passthru-hotplug).
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -21,7 +26,6 @@
 
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -34,20 +38,17 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
-#include <sys/types.h>
 
 #include <json-c/json.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/libvirt-qemu.h>
 #include <libvirt/virterror.h>
 
-#define EXIT_FAILED     1       /* the operation ran and failed */
-#define EXIT_REFUSED    2       /* bad arguments, or refused before QEMU */
+#include "domain-xml.h"
+#include "host-nvme.h"
 
-#define CAP_IPC_LOCK_BIT 14
+#define EXIT_FAILED     1       /* the operation ran and failed */
+#define EXIT_REFUSED    2       /* bad arguments, or refused before libvirt */
 
 static const char *progname = "virt-nvme-hotplug";
 
@@ -55,12 +56,9 @@ static struct {
     const char *uri;
     bool json;
     int timeout_s;
-    bool managed;
     const char *socket;
     const char *host;
     const char *sysfsdev;
-    long qemu_pid;
-    const char *root;           /* prefix of /sys, /dev, /proc (tests) */
 } opt = {
     .timeout_s = 60,
 };
@@ -121,9 +119,12 @@ typedef struct Waiter {
     const char *device;
     bool is_add;                /* else a removal (orderly or surprise) */
     bool watch;                 /* print every event (watch) */
+    bool libvirt_device;        /* a <hostdev>: libvirt removes it too */
     bool got_deleted;
+    bool got_removed;           /* libvirt's device-removed */
     double t_hotplug;
     double t_deleted;
+    double t_removed;
     json_object *hotplug;       /* data of the event that ended the step */
     bool timed_out;
     const char *gone;           /* why nothing more can come */
@@ -209,6 +210,29 @@ out:
     json_object_put(data);
 }
 
+/* libvirt dropped the device from the domain (and gave it to the host) */
+static void on_device_removed(virConnectPtr conn, virDomainPtr dom,
+                              const char *alias, void *opaque)
+{
+    Waiter *w = opaque;
+
+    if (w->watch) {
+        /* libvirt's event, in the form of QEMU's for one output */
+        json_object *data = json_object_new_object();
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        json_object_object_add(data, "device", json_object_new_string(alias));
+        print_watched("device-removed", ts.tv_sec, ts.tv_nsec / 1000, data);
+        json_object_put(data);
+        return;
+    }
+    if (w->device && !strcmp(alias, w->device) && !w->got_removed) {
+        w->got_removed = true;
+        w->t_removed = now_ms();
+    }
+}
+
 static void on_timeout(int timer, void *opaque)
 {
     Waiter *w = opaque;
@@ -243,8 +267,12 @@ static bool waiter_done(Waiter *w)
         /* Completed, or gone (a failed add always ends with deletion) */
         return str_eq(w->hotplug, "phase", "completed") || w->got_deleted;
     }
-    /* A removal ends once QEMU deleted the device */
-    return w->hotplug && w->got_deleted;
+    /*
+     * A removal ends once QEMU deleted the device, and, for a <hostdev>,
+     * once libvirt has let it go
+     */
+    return w->hotplug && w->got_deleted &&
+        (!w->libvirt_device || w->got_removed);
 }
 
 /* Run libvirt's event loop until W is done or the timeout */
@@ -347,513 +375,6 @@ static json_object *query(virDomainPtr dom)
 }
 
 /* ------------------------------------------------------------------ */
-/* Kernel VFIO: what libvirt prepares for a <hostdev> */
-
-/* libvirt's node device name of the PCI device BDF (DDDD:BB:SS.F) */
-static void nodedev_name(const char *bdf, char *buf, size_t size)
-{
-    snprintf(buf, size, "pci_%.4s_%.2s_%.2s_%.1s", bdf, bdf + 5, bdf + 8,
-             bdf + 11);
-}
-
-static void PRINTF_LIKE(3, 4) path_of(char *buf, size_t size,
-                                      const char *fmt, ...)
-{
-    va_list ap;
-    int n = snprintf(buf, size, "%s", opt.root ? opt.root : "");
-
-    if (n < 0 || (size_t)n >= size) {
-        buf[size - 1] = '\0';
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(buf + n, size - n, fmt, ap);
-    va_end(ap);
-}
-
-static bool read_line(const char *path, char *buf, size_t size)
-{
-    FILE *f = fopen(path, "r");
-    bool ok;
-
-    if (!f) {
-        return false;
-    }
-    ok = fgets(buf, size, f) != NULL;
-    fclose(f);
-    if (ok) {
-        buf[strcspn(buf, "\n")] = '\0';
-    }
-    return ok;
-}
-
-/* Basename of the symlink PATH, or NULL */
-static bool link_name(const char *path, char *buf, size_t size)
-{
-    char target[PATH_MAX];
-    ssize_t n = readlink(path, target, sizeof(target) - 1);
-    const char *base;
-
-    if (n < 0) {
-        return false;
-    }
-    target[n] = '\0';
-    base = strrchr(target, '/');
-    snprintf(buf, size, "%s", base ? base + 1 : target);
-    return true;
-}
-
-/* Does a line of the table file PATH start with DEV?  Its second field */
-static bool table_has(const char *file, const char *dev, char *field,
-                      size_t size)
-{
-    char path[PATH_MAX], line[1024], a[512], b[512];
-    FILE *f;
-    bool found = false;
-
-    path_of(path, sizeof(path), "%s", file);
-    f = fopen(path, "r");
-    if (!f) {
-        return false;
-    }
-    while (!found && fgets(line, sizeof(line), f)) {
-        b[0] = '\0';
-        if (sscanf(line, "%511s %511s", a, b) >= 1 && !strcmp(a, dev)) {
-            snprintf(field, size, "%s", b);
-            found = true;
-        }
-    }
-    fclose(f);
-    return found;
-}
-
-/* Does the directory PATH have an entry? */
-static bool dir_has_entries(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *e;
-    bool any = false;
-
-    if (!d) {
-        return false;
-    }
-    while (!any && (e = readdir(d))) {
-        any = e->d_name[0] != '.';
-    }
-    closedir(d);
-    return any;
-}
-
-/*
- * Is the block device SYSBLOCK (a sysfs folder named after it) or a
- * partition of it mounted, swap, or held by LVM/MD/dm?
- */
-static bool block_in_use(const char *sysblock, char *why, size_t size)
-{
-    const char *name = strrchr(sysblock, '/') + 1;
-    char dev[PATH_MAX], path[PATH_MAX], field[512];
-    DIR *d;
-    struct dirent *e;
-    bool used = false;
-
-    snprintf(dev, sizeof(dev), "/dev/%s", name);
-    snprintf(path, sizeof(path), "%s/holders", sysblock);
-    if (table_has("/proc/mounts", dev, field, sizeof(field))) {
-        snprintf(why, size, "%s is mounted on %s", dev, field);
-        return true;
-    }
-    if (table_has("/proc/swaps", dev, field, sizeof(field))) {
-        snprintf(why, size, "%s is in use as swap", dev);
-        return true;
-    }
-    if (dir_has_entries(path)) {
-        snprintf(why, size, "%s is held by another block device "
-                 "(LVM, MD or device-mapper)", dev);
-        return true;
-    }
-    /* Partitions: sub-folders named NAMEpN */
-    d = opendir(sysblock);
-    while (d && !used && (e = readdir(d))) {
-        if (!strncmp(e->d_name, name, strlen(name)) &&
-            strlen(e->d_name) > strlen(name)) {
-            snprintf(path, sizeof(path), "%s/%s", sysblock, e->d_name);
-            used = block_in_use(path, why, size);
-        }
-    }
-    if (d) {
-        closedir(d);
-    }
-    return used;
-}
-
-/* "01:00.0" or "0000:01:00.0" -> "0000:01:00.0"; false if malformed */
-static bool parse_bdf(const char *in, char *bdf, size_t size)
-{
-    unsigned dom = 0, bus, slot, fn;
-    char extra;
-
-    if (sscanf(in, "%x:%x:%x.%x%c", &dom, &bus, &slot, &fn, &extra) != 4) {
-        dom = 0;
-        if (sscanf(in, "%x:%x.%x%c", &bus, &slot, &fn, &extra) != 3) {
-            return false;
-        }
-    }
-    if (dom > 0xffff || bus > 0xff || slot > 0x1f || fn > 7) {
-        return false;
-    }
-    snprintf(bdf, size, "%04x:%02x:%02x.%x", dom, bus, slot, fn);
-    return true;
-}
-
-/*
- * Is the NVMe controller at sysfs folder DEV used by the host: one of its
- * namespaces, or a partition of one, mounted, swap or held?
- */
-static bool nvme_in_use(const char *dev, char *why, size_t size)
-{
-    char path[PATH_MAX], sub[PATH_MAX];
-    DIR *ctrls, *d;
-    struct dirent *c, *e;
-    bool used = false;
-
-    snprintf(path, sizeof(path), "%s/nvme", dev);
-    ctrls = opendir(path);
-    while (ctrls && !used && (c = readdir(ctrls))) {
-        if (strncmp(c->d_name, "nvme", 4)) {
-            continue;
-        }
-        snprintf(sub, sizeof(sub), "%s/%s", path, c->d_name);
-        d = opendir(sub);
-        while (d && !used && (e = readdir(d))) {
-            unsigned subsys, ctrl, ns;
-            char blk[PATH_MAX];
-
-            if (sscanf(e->d_name, "nvme%uc%un%u", &subsys, &ctrl, &ns) == 3) {
-                /* A path of a multipath namespace: the disk is its head */
-                path_of(blk, sizeof(blk), "/sys/block/nvme%un%u", subsys, ns);
-            } else if (sscanf(e->d_name, "nvme%un%u", &subsys, &ns) == 2) {
-                snprintf(blk, sizeof(blk), "%s/%s", sub, e->d_name);
-            } else {
-                continue;
-            }
-            used = block_in_use(blk, why, size);
-        }
-        if (d) {
-            closedir(d);
-        }
-    }
-    if (ctrls) {
-        closedir(ctrls);
-    }
-    return used;
-}
-
-/* The pid file libvirt keeps for the domain's QEMU, from the URI */
-static long find_qemu_pid(virConnectPtr conn, virDomainPtr dom)
-{
-    char *uri = virConnectGetURI(conn);
-    const char *name;
-    char path[PATH_MAX], line[64];
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    const char *root;
-    uint64_t pid = 0;
-
-    if (opt.qemu_pid > 0) {
-        free(uri);
-        return opt.qemu_pid;
-    }
-    if (!uri) {
-        set_error("%s", libvirt_error());
-        return -1;
-    }
-    name = virDomainGetName(dom);
-    if (!strcmp(uri, "qemu:///system")) {
-        path_of(path, sizeof(path), "/run/libvirt/qemu/%s.pid", name);
-    } else if (!strcmp(uri, "qemu:///session") && xdg) {
-        snprintf(path, sizeof(path), "%s/libvirt/qemu/run/%s.pid", xdg, name);
-    } else if (!strncmp(uri, "qemu:///embed?root=", 19)) {
-        root = uri + 19;
-        snprintf(path, sizeof(path), "%s/run/qemu/%s.pid", root, name);
-    } else {
-        set_error("cannot find the QEMU process of '%s' behind %s: run on "
-                  "the domain's host with qemu:///system, or pass "
-                  "--qemu-pid", name, uri);
-        free(uri);
-        return -1;
-    }
-    if (!read_line(path, line, sizeof(line)) ||
-        !parse_u64(line, 10, &pid) || !pid || pid > INT32_MAX) {
-        pid = 0;
-        set_error("cannot read the pid of QEMU from %s: pass --qemu-pid",
-                  path);
-    }
-    free(uri);
-    return pid ? (long)pid : -1;
-}
-
-/* A "Key:\tvalue" line of /proc/PID/status */
-static bool proc_status(long pid, const char *key, char *val, size_t size)
-{
-    char path[PATH_MAX], line[256];
-    size_t n = strlen(key);
-    FILE *f;
-    bool found = false;
-
-    path_of(path, sizeof(path), "/proc/%ld/status", pid);
-    f = fopen(path, "r");
-    while (f && !found && fgets(line, sizeof(line), f)) {
-        if (!strncmp(line, key, n) && line[n] == ':') {
-            snprintf(val, size, "%s", line + n + 1 + strspn(line + n + 1,
-                                                             " \t"));
-            val[strcspn(val, "\n")] = '\0';
-            found = true;
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-    return found;
-}
-
-/* QEMU's soft RLIMIT_MEMLOCK in bytes; UINT64_MAX for unlimited */
-static bool qemu_memlock(long pid, uint64_t *bytes)
-{
-    char path[PATH_MAX], line[256], soft[64];
-    FILE *f;
-    bool found = false;
-
-    path_of(path, sizeof(path), "/proc/%ld/limits", pid);
-    f = fopen(path, "r");
-    while (f && !found && fgets(line, sizeof(line), f)) {
-        if (!strncmp(line, "Max locked memory", 17) &&
-            sscanf(line + 17, "%63s", soft) == 1) {
-            if (!strcmp(soft, "unlimited")) {
-                *bytes = UINT64_MAX;
-                found = true;
-            } else {
-                found = parse_u64(soft, 10, bytes);
-            }
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-    return found;
-}
-
-/* BYTES as "N MiB", or "N KiB" below 1 MiB */
-static const char *size_str(uint64_t bytes, char *buf, size_t size)
-{
-    if (bytes < (1 << 20)) {
-        snprintf(buf, size, "%" PRIu64 " KiB", bytes >> 10);
-    } else {
-        snprintf(buf, size, "%" PRIu64 " MiB", bytes >> 20);
-    }
-    return buf;
-}
-
-/* May QEMU pin all guest memory for DMA, as VFIO type1 needs? */
-static bool prepare_memlock(virDomainPtr dom, long pid)
-{
-    char caps[64], have_s[32], need_s[32];
-    uint64_t limit = 0, need, eff;
-    struct rlimit rl;
-
-    if (proc_status(pid, "CapEff", caps, sizeof(caps)) &&
-        parse_u64(caps, 16, &eff) && (eff >> CAP_IPC_LOCK_BIT) & 1) {
-        return true;            /* CAP_IPC_LOCK: no limit applies */
-    }
-    if (!qemu_memlock(pid, &limit)) {
-        set_error("cannot read the memory lock limit of QEMU (pid %ld)",
-                  pid);
-        return false;
-    }
-    /* libvirt's rule for VFIO without a vIOMMU: guest memory + 1 GiB */
-    need = (uint64_t)virDomainGetMaxMemory(dom) * 1024 + (1ULL << 30);
-    if (limit >= need) {
-        return true;
-    }
-    rl.rlim_cur = rl.rlim_max = need;
-    if (prlimit(pid, RLIMIT_MEMLOCK, &rl, NULL) < 0) {
-        set_error("QEMU (pid %ld) may lock %s of memory, a VFIO device "
-                  "needs %s, and raising the limit failed: %s; add "
-                  "<locked/> to the domain's <memoryBacking> (libvirt then "
-                  "lifts the limit)", pid,
-                  size_str(limit, have_s, sizeof(have_s)),
-                  size_str(need, need_s, sizeof(need_s)), strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-/* Can QEMU's user open the IOMMU group node?  If not, hand it over */
-static bool prepare_owner(const char *node, long pid)
-{
-    char val[128];
-    unsigned uid, gid;
-    struct stat st;
-
-    if (!proc_status(pid, "Uid", val, sizeof(val)) ||
-        sscanf(val, "%*u %u", &uid) != 1 ||
-        !proc_status(pid, "Gid", val, sizeof(val)) ||
-        sscanf(val, "%*u %u", &gid) != 1) {
-        set_error("cannot read the user of QEMU (pid %ld)", pid);
-        return false;
-    }
-    if (stat(node, &st) < 0) {
-        set_error("%s: %s", node, strerror(errno));
-        return false;
-    }
-    if (uid == 0 || (st.st_uid == uid && (st.st_mode & 0600) == 0600)) {
-        return true;
-    }
-    if (chown(node, uid, gid) < 0 || chmod(node, 0600) < 0) {
-        set_error("QEMU runs as uid %u and cannot open %s (owner %u), and "
-                  "handing it over failed: %s", uid, node,
-                  (unsigned)st.st_uid, strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-/* cgroup v1: let QEMU's devices cgroup open NODE (what libvirt does) */
-static bool prepare_cgroup(const char *node, long pid)
-{
-    char path[PATH_MAX], line[PATH_MAX], allow[PATH_MAX];
-    const char *cg = NULL;
-    struct stat st;
-    FILE *f;
-    bool ok = true;
-
-    path_of(path, sizeof(path), "/proc/%ld/cgroup", pid);
-    f = fopen(path, "r");
-    while (f && !cg && fgets(line, sizeof(line), f)) {
-        char *p = strstr(line, ":devices:");
-
-        if (p) {
-            cg = p + strlen(":devices:");
-            line[strcspn(line, "\n")] = '\0';
-        }
-    }
-    if (f) {
-        fclose(f);
-    }
-    if (!cg || !strcmp(cg, "/")) {
-        return true;            /* no devices cgroup of its own (or v2) */
-    }
-    if (stat(node, &st) < 0) {
-        set_error("%s: %s", node, strerror(errno));
-        return false;
-    }
-    path_of(allow, sizeof(allow), "/sys/fs/cgroup/devices%s/devices.allow",
-            cg);
-    f = fopen(allow, "w");
-    if (!f || fprintf(f, "c %u:%u rw\n", major(st.st_rdev),
-                      minor(st.st_rdev)) < 0) {
-        ok = false;
-    }
-    if (f && fclose(f) != 0) {
-        ok = false;
-    }
-    if (!ok) {
-        set_error("cannot allow %s in QEMU's devices cgroup %s: %s", node,
-                  allow, strerror(errno));
-    }
-    return ok;
-}
-
-/*
- * Prepare the host NVMe BDF for QEMU (pid PID), like libvirt does for a
- * <hostdev>.  *DETACHED tells whether we took it from its host driver.
- */
-static bool prepare_vfio(virConnectPtr conn, virDomainPtr dom,
-                         const char *bdf, long pid, bool *detached)
-{
-    char dev[PATH_MAX], path[PATH_MAX], val[256], drv[256], group[64];
-    char node[PATH_MAX], why[512];
-    uint64_t class;
-
-    *detached = false;
-    path_of(dev, sizeof(dev), "/sys/bus/pci/devices/%s", bdf);
-    snprintf(path, sizeof(path), "%s/class", dev);
-    if (!read_line(path, val, sizeof(val))) {
-        set_error("no PCI device %s on this host", bdf);
-        return false;
-    }
-    if (!parse_u64(val, 16, &class) || class != 0x010802) {
-        set_error("%s is not an NVMe controller: class %s, not 0x010802",
-                  bdf, val);
-        return false;
-    }
-    snprintf(path, sizeof(path), "%s/driver", dev);
-    if (!link_name(path, drv, sizeof(drv))) {
-        drv[0] = '\0';
-    }
-    if (strcmp(drv, "vfio-pci")) {
-        char nodedev[64];
-        virNodeDevicePtr nd;
-        int rc;
-
-        if (nvme_in_use(dev, why, sizeof(why))) {
-            set_error("%s is in use by the host: %s", bdf, why);
-            return false;
-        }
-        nodedev_name(bdf, nodedev, sizeof(nodedev));
-        if (!opt.managed) {
-            set_error("%s is bound to %s, not vfio-pci: detach it with "
-                      "'virsh nodedev-detach %s', or pass --managed",
-                      bdf, drv[0] ? drv : "no driver", nodedev);
-            return false;
-        }
-        nd = virNodeDeviceLookupByName(conn, nodedev);
-        rc = nd ? virNodeDeviceDetachFlags(nd, "vfio", 0) : -1;
-        if (rc < 0) {
-            set_error("cannot detach %s from the host: %s", bdf,
-                      libvirt_error());
-        }
-        if (nd) {
-            virNodeDeviceFree(nd);
-        }
-        if (rc < 0) {
-            return false;
-        }
-        *detached = true;
-    }
-    snprintf(path, sizeof(path), "%s/iommu_group", dev);
-    if (!link_name(path, group, sizeof(group))) {
-        set_error("%s has no IOMMU group: the host runs without an IOMMU "
-                  "(enable VT-d/AMD-Vi and boot with intel_iommu=on or "
-                  "amd_iommu=on)", bdf);
-        return false;
-    }
-    path_of(node, sizeof(node), "/dev/vfio/%s", group);
-    if (access(node, F_OK) < 0) {
-        set_error("%s is in IOMMU group %s, but %s does not exist: is it "
-                  "bound to vfio-pci?", bdf, group, node);
-        return false;
-    }
-    path_of(path, sizeof(path), "/dev/vfio/vfio");
-    return prepare_owner(node, pid) && prepare_cgroup(node, pid) &&
-        prepare_cgroup(path, pid) && prepare_memlock(dom, pid);
-}
-
-static void reattach(virConnectPtr conn, const char *bdf)
-{
-    char nodedev[64];
-    virNodeDevicePtr nd;
-
-    nodedev_name(bdf, nodedev, sizeof(nodedev));
-    nd = virNodeDeviceLookupByName(conn, nodedev);
-    if (!nd || virNodeDeviceReAttach(nd) < 0) {
-        fprintf(stderr, "%s: warning: cannot give %s back to the host: %s\n",
-                progname, bdf, libvirt_error());
-    }
-    if (nd) {
-        virNodeDeviceFree(nd);
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* Commands */
 
 /*
@@ -884,16 +405,10 @@ static bool libvirt_style_id(const char *id)
 /* Is ID an alias in the domain's live XML? */
 static bool libvirt_has_alias(virDomainPtr dom, const char *id)
 {
-    char *xml = virDomainGetXMLDesc(dom, 0);
-    char needle[512];
-    bool found;
+    DomainXml *x = domxml_get(dom, errbuf, sizeof(errbuf));
+    bool found = x && domxml_has_alias(x, id);
 
-    if (!xml) {
-        return false;
-    }
-    snprintf(needle, sizeof(needle), "<alias name='%s'/>", id);
-    found = strstr(xml, needle) != NULL;
-    free(xml);
+    domxml_free(x);
     return found;
 }
 
@@ -997,7 +512,9 @@ static void result_from_wait(json_object *r, Waiter *w, double t0)
     } else {
         result = "failed";
         reason = w->got_deleted ?
-            "the device went away before the add completed" :
+            (w->libvirt_device && !w->got_removed ?
+             "QEMU deleted the device, libvirt did not drop it" :
+             "the device went away before the add completed") :
             ev ? "QEMU did not delete the device" :
             w->gone ? w->gone : "no end of the operation within the timeout";
     }
@@ -1018,6 +535,9 @@ static void result_from_wait(json_object *r, Waiter *w, double t0)
     add_str(r, "reason", reason ? reason : ev ? str_of(ev, "reason") : NULL);
     if (w->got_deleted) {
         json_object_object_add(r, "deleted-ms", json_ms(w->t_deleted - t0));
+    }
+    if (w->got_removed) {
+        json_object_object_add(r, "removed-ms", json_ms(w->t_removed - t0));
     }
     json_object_put(w->hotplug);
     w->hotplug = NULL;
@@ -1063,20 +583,36 @@ static int cmd_status(virDomainPtr dom)
     return 0;
 }
 
-static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
-                   const char *port, const char *id)
+/* Append a hint to libvirt's error ERRBUF for what it means here */
+static void hint_libvirt_error(void)
 {
-    json_object *r = result_new("add", id, port);
-    json_object *info, *p, *args, *ret;
-    char bdf[32] = "";
-    bool detached = false;
-    long pid;
+    static const struct {
+        const char *match, *hint;
+    } hints[] = {
+        { "host doesn't support passthrough of host PCI devices",
+          "the host runs without an IOMMU: enable VT-d/AMD-Vi and boot "
+          "with intel_iommu=on or amd_iommu=on" },
+        { "cannot limit locked memory",
+          "libvirtd may not raise QEMU's memory lock limit: it needs "
+          "CAP_SYS_RESOURCE" },
+    };
+    size_t i, n = strlen(errbuf);
+
+    for (i = 0; i < sizeof(hints) / sizeof(hints[0]); i++) {
+        if (strstr(errbuf, hints[i].match)) {
+            snprintf(errbuf + n, sizeof(errbuf) - n, " (%s)", hints[i].hint);
+            return;
+        }
+    }
+}
+
+/* The vfio-user NVMe served on opt.socket, through the QEMU monitor */
+static int add_vfio_user(virDomainPtr dom, Waiter *w, json_object *r,
+                         const char *port, const char *id)
+{
+    json_object *info, *p, *args, *sock, *ret;
     double t0;
 
-    if (!!opt.socket + !!opt.host + !!opt.sysfsdev != 1) {
-        return refused(r, "give exactly one of --socket PATH (vfio-user), "
-                       "--host BDF or --sysfsdev PATH (kernel VFIO)");
-    }
     if (libvirt_style_id(id) || libvirt_has_alias(dom, id)) {
         set_error("'%s' is an ID of the kind libvirt gives its own devices: "
                   "choose another (e.g. nvme-data1)", id);
@@ -1100,88 +636,134 @@ static int cmd_add(virConnectPtr conn, virDomainPtr dom, Waiter *w,
         return refused(r, errbuf);
     }
     json_object_put(info);
+    if (access(opt.socket, F_OK) < 0) {
+        set_error("no vfio-user server socket %s: %s", opt.socket,
+                  strerror(errno));
+        return refused(r, errbuf);
+    }
 
     args = json_object_new_object();
+    sock = json_object_new_object();
+    json_object_object_add(args, "driver",
+                           json_object_new_string("vfio-user-nvme"));
     json_object_object_add(args, "id", json_object_new_string(id));
     json_object_object_add(args, "bus", json_object_new_string(port));
-    if (opt.socket) {
-        json_object *sock = json_object_new_object();
-
-        if (access(opt.socket, F_OK) < 0) {
-            json_object_put(args);
-            set_error("no vfio-user server socket %s: %s", opt.socket,
-                      strerror(errno));
-            return refused(r, errbuf);
-        }
-        json_object_object_add(args, "driver",
-                               json_object_new_string("vfio-user-nvme"));
-        json_object_object_add(sock, "type", json_object_new_string("unix"));
-        json_object_object_add(sock, "path",
-                               json_object_new_string(opt.socket));
-        json_object_object_add(args, "socket", sock);
-    } else {
-        char dir[PATH_MAX];
-        const char *src = opt.host;
-
-        if (opt.sysfsdev) {
-            size_t n;
-
-            snprintf(dir, sizeof(dir), "%s", opt.sysfsdev);
-            for (n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) {
-                dir[n - 1] = '\0';
-            }
-            src = strrchr(dir, '/');
-            src = src ? src + 1 : dir;
-        }
-        if (!parse_bdf(src, bdf, sizeof(bdf))) {
-            json_object_put(args);
-            set_error("'%s' is not a PCI address (DDDD:BB:SS.F)", src);
-            return refused(r, errbuf);
-        }
-        pid = find_qemu_pid(conn, dom);
-        if (pid < 0 || !prepare_vfio(conn, dom, bdf, pid, &detached)) {
-            json_object_put(args);
-            if (detached) {
-                reattach(conn, bdf);
-            }
-            return refused(r, errbuf);
-        }
-        json_object_object_add(args, "driver",
-                               json_object_new_string("vfio-nvme"));
-        json_object_object_add(args, opt.sysfsdev ? "sysfsdev" : "host",
-                               json_object_new_string(opt.sysfsdev ?
-                                                      opt.sysfsdev : bdf));
-    }
+    json_object_object_add(sock, "type", json_object_new_string("unix"));
+    json_object_object_add(sock, "path", json_object_new_string(opt.socket));
+    json_object_object_add(args, "socket", sock);
 
     w->device = id;
     w->is_add = true;
     t0 = now_ms();
     ret = qmp(dom, "device_add", args);
     if (!ret) {
-        if (detached) {
-            reattach(conn, bdf);
-        }
-        if (strstr(errbuf, "/dev/vfio/") &&
-            strstr(errbuf, "Operation not permitted")) {
-            strncat(errbuf, " (libvirt's device cgroup: add /dev/vfio/vfio "
-                    "and the group node to cgroup_device_acl in qemu.conf)",
-                    sizeof(errbuf) - strlen(errbuf) - 1);
-        } else if (strstr(errbuf, "/dev/vfio/") &&
-                   strstr(errbuf, "Permission denied")) {
-            strncat(errbuf, " (libvirt's security driver confines QEMU: "
-                    "allow /dev/vfio/vfio and the group node in the "
-                    "domain's AppArmor profile or SELinux label)",
-                    sizeof(errbuf) - strlen(errbuf) - 1);
-        }
         return failed(r, errbuf);
     }
     json_object_put(ret);
     wait_events(w, opt.timeout_s);
     result_from_wait(r, w, t0);
-    if (detached && w->got_deleted) {
-        reattach(conn, bdf);    /* the add failed and QEMU let it go */
-    }
     return result_print(r);
+}
+
+/*
+ * The host NVMe opt.host (or opt.sysfsdev) as libvirt's <hostdev
+ * managed='yes'> on PORT: no QEMU monitor command, so no taint
+ */
+static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
+                       const char *port, const char *id)
+{
+    char bdf[32], dir[PATH_MAX], used[256], why[512];
+    const char *src = opt.host;
+    DomainXml *x;
+    char *xml;
+    unsigned dom_nr, bus, slot, fn;
+    int index, rc;
+    double t0;
+
+    if (strncmp(id, "ua-", 3) || !id[3]) {
+        set_error("a host NVMe is added as libvirt's <hostdev> and its ID "
+                  "is the hostdev's alias, which libvirt wants to begin "
+                  "with 'ua-': choose e.g. ua-%s", id);
+        return refused(r, errbuf);
+    }
+    if (opt.sysfsdev) {
+        size_t n;
+
+        snprintf(dir, sizeof(dir), "%s", opt.sysfsdev);
+        for (n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) {
+            dir[n - 1] = '\0';
+        }
+        src = strrchr(dir, '/');
+        src = src ? src + 1 : dir;
+    }
+    if (!host_parse_bdf(src, bdf, sizeof(bdf))) {
+        set_error("'%s' is not a PCI address (DDDD:BB:SS.F)", src);
+        return refused(r, errbuf);
+    }
+    x = domxml_get(dom, errbuf, sizeof(errbuf));
+    if (!x) {
+        return failed(r, errbuf);
+    }
+    index = domxml_passthru_port_index(x, port);
+    if (index < 0) {
+        set_error("'%s' is not a passthrough port of the domain: no "
+                  "pcie-root-port with that alias turned into "
+                  "pcie-hotplug-passthru by <qemu:override>", port);
+    } else if (domxml_device_on_bus(x, index, used, sizeof(used))) {
+        set_error("port '%s' holds %s: remove that first", port, used);
+    } else if (domxml_has_alias(x, id)) {
+        set_error("'%s' is already an alias in the domain", id);
+    } else if (!host_nvme_check(bdf, why, sizeof(why))) {
+        set_error("%s", why);
+    } else {
+        errbuf[0] = '\0';
+    }
+    domxml_free(x);
+    if (errbuf[0]) {
+        return refused(r, errbuf);
+    }
+
+    sscanf(bdf, "%x:%x:%x.%x", &dom_nr, &bus, &slot, &fn);
+    if (asprintf(&xml,
+                 "<hostdev mode='subsystem' type='pci' managed='yes'>\n"
+                 "  <source>\n"
+                 "    <address domain='0x%04x' bus='0x%02x' slot='0x%02x' "
+                 "function='0x%x'/>\n"
+                 "  </source>\n"
+                 "  <alias name='%s'/>\n"
+                 "  <address type='pci' domain='0x0000' bus='0x%02x' "
+                 "slot='0x00' function='0x0'/>\n"
+                 "</hostdev>\n", dom_nr, bus, slot, fn, id, index) < 0) {
+        return failed(r, "out of memory");
+    }
+    w->device = id;
+    w->is_add = true;
+    t0 = now_ms();
+    rc = virDomainAttachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE);
+    free(xml);
+    if (rc < 0) {
+        set_error("libvirt could not add %s as a <hostdev>: %s", bdf,
+                  libvirt_error());
+        hint_libvirt_error();
+        return failed(r, errbuf);
+    }
+    json_object_object_add(r, "host", json_object_new_string(bdf));
+    wait_events(w, opt.timeout_s);
+    result_from_wait(r, w, t0);
+    return result_print(r);
+}
+
+static int cmd_add(virDomainPtr dom, Waiter *w, const char *port,
+                   const char *id)
+{
+    json_object *r = result_new("add", id, port);
+
+    if (!!opt.socket + !!opt.host + !!opt.sysfsdev != 1) {
+        return refused(r, "give exactly one of --socket PATH (vfio-user), "
+                       "--host BDF or --sysfsdev PATH (kernel VFIO)");
+    }
+    return opt.socket ? add_vfio_user(dom, w, r, port, id) :
+        add_hostdev(dom, w, r, port, id);
 }
 
 /*
@@ -1207,33 +789,61 @@ static bool port_removal(virDomainPtr dom, const char *path,
     return ret != NULL;
 }
 
+/*
+ * The port of the device ID into PORT: from the live XML for a PCI
+ * <hostdev> libvirt knows (*HOSTDEV true; no monitor command), else
+ * from query-passthru-hotplug (NEED_PORT: for a <hostdev> too, when the
+ * XML does not say).  0 found, -1 the query failed, -2 no such device;
+ * errbuf says why.
+ */
+static int device_port(virDomainPtr dom, const char *id, char *port,
+                       size_t size, bool *hostdev, bool need_port)
+{
+    DomainXml *x = domxml_get(dom, errbuf, sizeof(errbuf));
+    json_object *info, *p;
+    int rc = -2;
+
+    *hostdev = x && domxml_pci_hostdev(x, id, port, size);
+    domxml_free(x);
+    if (*hostdev && (port[0] || !need_port)) {
+        return 0;
+    }
+    info = query(dom);
+    if (!info) {
+        return -1;
+    }
+    p = find_port(info, "device", id);
+    if (p && str_of(p, "id")) {
+        snprintf(port, size, "%s", str_of(p, "id"));
+        rc = 0;
+    } else {
+        set_error("no passthrough device '%s' in the domain (see status)",
+                  id);
+    }
+    json_object_put(info);
+    return rc;
+}
+
 static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
                       bool surprise)
 {
     json_object *r = result_new(surprise ? "surprise-remove" : "remove",
                                 id, NULL);
-    json_object *info, *p, *args, *ret;
-    char path[512], removal[32] = "orderly";
-    const char *port;
+    json_object *args, *ret;
+    char path[512], port[256] = "", removal[32] = "orderly";
+    bool hostdev, ok;
     double t0;
+    int rc;
 
-    info = query(dom);
-    if (!info) {
-        return query_failed(r);
+    /* An orderly removal of a <hostdev> needs no monitor command */
+    rc = device_port(dom, id, port, sizeof(port), &hostdev, surprise);
+    if (rc < 0) {
+        return rc == -1 ? query_failed(r) : refused(r, errbuf);
     }
-    p = find_port(info, "device", id);
-    if (!p || !str_of(p, "id")) {
-        set_error("no passthrough device '%s' in the domain (see status)",
-                  id);
-        json_object_put(info);
-        return refused(r, errbuf);
+    if (port[0]) {
+        add_str(r, "port", port);
     }
-    port = str_of(p, "id");
-    json_object_object_add(r, "port", json_object_new_string(port));
     snprintf(path, sizeof(path), "/machine/peripheral/%s", port);
-    json_object_put(info);
-    port = str_of(r, "port");
-
     if (surprise &&
         (!port_removal(dom, path, NULL, removal, sizeof(removal)) ||
          !port_removal(dom, path, "surprise", NULL, 0))) {
@@ -1242,12 +852,22 @@ static int cmd_remove(virDomainPtr dom, Waiter *w, const char *id,
 
     w->device = id;
     w->is_add = false;
-    args = json_object_new_object();
-    json_object_object_add(args, "id", json_object_new_string(id));
+    w->libvirt_device = hostdev;
     t0 = now_ms();
-    ret = qmp(dom, "device_del", args);
-    if (ret) {
+    if (hostdev) {
+        /* libvirt's own detach: it drops the device and gives it back */
+        ok = virDomainDetachDeviceAlias(dom, id, VIR_DOMAIN_AFFECT_LIVE) == 0;
+        if (!ok) {
+            set_error("%s", libvirt_error());
+        }
+    } else {
+        args = json_object_new_object();
+        json_object_object_add(args, "id", json_object_new_string(id));
+        ret = qmp(dom, "device_del", args);
+        ok = ret != NULL;
         json_object_put(ret);
+    }
+    if (ok) {
         wait_events(w, opt.timeout_s);
         result_from_wait(r, w, t0);
     } else {
@@ -1291,20 +911,22 @@ static void usage(FILE *f)
 "Commands:\n"
 "  status                     the passthrough ports and their devices\n"
 "  add PORT ID --socket PATH  hot-add the vfio-user NVMe served on PATH\n"
-"  add PORT ID --host BDF     hot-add the host NVMe BDF (kernel VFIO)\n"
+"  add PORT ID --host BDF     hot-add the host NVMe BDF (kernel VFIO) as\n"
+"                             libvirt's <hostdev managed='yes'>; ID is\n"
+"                             its alias: ua-...\n"
 "  add PORT ID --sysfsdev DIR the same, by its sysfs folder\n"
-"  remove ID                  orderly removal: the guest releases it\n"
+"  remove ID                  orderly removal: the guest releases it (a\n"
+"                             <hostdev>: libvirt's detach)\n"
 "  surprise-remove ID         take it away now, without the guest\n"
 "  watch                      print PASSTHRU_HOTPLUG and DEVICE_DELETED\n"
-"                             events until the timeout (0: forever)\n"
+"                             (QEMU) and device-removed (libvirt) events\n"
+"                             until the timeout (0: forever)\n"
 "\n"
 "Options:\n"
 "  -c, --connect URI    libvirt connection (default: libvirt's default)\n"
 "  -j, --json           print results as JSON, one object per line\n"
 "  -t, --timeout SEC    wait at most SEC for an operation (default 60,\n"
 "                       0: no limit)\n"
-"      --managed        detach a host NVMe from its host driver first\n"
-"      --qemu-pid PID   QEMU's pid, if libvirt's pid file is elsewhere\n"
 "  -h, --help           this text\n"
 "\n"
 "Exit status: 0 done, 1 the operation failed or timed out, 2 refused\n"
@@ -1320,8 +942,6 @@ int main(int argc, char **argv)
         { "socket", required_argument, NULL, 's' },
         { "host", required_argument, NULL, 'H' },
         { "sysfsdev", required_argument, NULL, 'S' },
-        { "managed", no_argument, NULL, 'm' },
-        { "qemu-pid", required_argument, NULL, 'p' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -1330,7 +950,7 @@ int main(int argc, char **argv)
     Waiter w = { 0 };
     const char *name, *cmd;
     uint64_t num;
-    int c, cb = -1, life = -1, status = EXIT_REFUSED;
+    int c, cb = -1, life = -1, removed = -1, status = EXIT_REFUSED;
 
     while ((c = getopt_long(argc, argv, "c:jt:h", longopts, NULL)) != -1) {
         switch (c) {
@@ -1357,17 +977,6 @@ int main(int argc, char **argv)
         case 'S':
             opt.sysfsdev = optarg;
             break;
-        case 'm':
-            opt.managed = true;
-            break;
-        case 'p':
-            if (!parse_u64(optarg, 10, &num) || !num || num > INT32_MAX) {
-                fprintf(stderr, "%s: --qemu-pid wants a pid, not '%s'\n",
-                        progname, optarg);
-                return EXIT_REFUSED;
-            }
-            opt.qemu_pid = num;
-            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -1393,7 +1002,7 @@ int main(int argc, char **argv)
                 "--help)\n", progname, cmd);
         return EXIT_REFUSED;
     }
-    opt.root = getenv("VIRT_NVME_HOTPLUG_ROOT");
+    host_root = getenv("VIRT_NVME_HOTPLUG_ROOT");
 
     virSetErrorFunc(NULL, quiet_errors);   /* we print them, once */
     if (virEventRegisterDefaultImpl() < 0) {
@@ -1429,6 +1038,9 @@ int main(int argc, char **argv)
     life = virConnectDomainEventRegisterAny(
         conn, dom, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
         VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle), &w, NULL);
+    removed = virConnectDomainEventRegisterAny(
+        conn, dom, VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+        VIR_DOMAIN_EVENT_CALLBACK(on_device_removed), &w, NULL);
     virConnectRegisterCloseCallback(conn, on_close, &w, NULL);
 
     if (!strcmp(cmd, "status")) {
@@ -1436,7 +1048,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "watch")) {
         status = cmd_watch(&w);
     } else if (!strcmp(cmd, "add")) {
-        status = cmd_add(conn, dom, &w, argv[0], argv[1]);
+        status = cmd_add(dom, &w, argv[0], argv[1]);
     } else {
         status = cmd_remove(dom, &w, argv[0],
                             !strcmp(cmd, "surprise-remove"));
@@ -1445,6 +1057,9 @@ int main(int argc, char **argv)
 out:
     if (life >= 0) {
         virConnectDomainEventDeregisterAny(conn, life);
+    }
+    if (removed >= 0) {
+        virConnectDomainEventDeregisterAny(conn, removed);
     }
     virConnectUnregisterCloseCallback(conn, on_close);
     if (cb >= 0) {

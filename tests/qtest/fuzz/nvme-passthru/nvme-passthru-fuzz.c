@@ -340,11 +340,12 @@ static void set_removal(int n, bool surprise)
     error_free(err);
 }
 
-static void set_unplug_timeout(int n, uint32_t ms)
+/* unplug-timeout-ms or add-timeout-ms */
+static void set_timeout(int n, const char *property, uint32_t ms)
 {
     Error *err = NULL;
 
-    object_property_set_uint(port_obj(n), "unplug-timeout-ms", ms, &err);
+    object_property_set_uint(port_obj(n), property, ms, &err);
     error_free(err);
 }
 
@@ -512,8 +513,10 @@ static void run_op(QTestState *s, Input *in)
         qtest_clock_step(s, ((int64_t)get(in, 2) + 1) * 1000 * 1000);
         break;
     case OP_SET_PROPERTY:
-        if (arg & 0x80) {
-            set_unplug_timeout(n, get(in, 2));
+        if ((arg & 0xc0) == 0xc0) {
+            set_timeout(n, "add-timeout-ms", get(in, 2));
+        } else if (arg & 0x80) {
+            set_timeout(n, "unplug-timeout-ms", get(in, 2));
         } else {
             /* removal=surprise escalates an orderly removal */
             set_removal(n, arg & 0x40);
@@ -572,7 +575,8 @@ static void cleanup(QTestState *s)
             abort();
         }
         set_removal(n, false);
-        set_unplug_timeout(n, 0);
+        set_timeout(n, "unplug-timeout-ms", 0);
+        set_timeout(n, "add-timeout-ms", 30000);
     }
     drain_call_rcu();
     flush_events(s);

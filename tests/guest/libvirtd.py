@@ -1,0 +1,199 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A private libvirtd for the libvirt tests, and the example domain.
+
+libvirtd and virtlogd run in a private mount namespace (the test
+re-executes itself under unshare -m, see in_private_namespace) with their
+own /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt and
+/var/cache/libvirt bound from the run folder: nothing of the host's
+libvirt is touched, and nothing is left running.
+
+domain_xml() turns the example domain docs/config/nvme-passthru-hotplug.xml
+into one that runs here: type 'qemu' (TCG), the test kernel and
+initrd, the agent's serial port, a small raw image as its disk, and
+-overcommit mem-lock=on through <qemu:commandline> instead of <locked/>,
+because libvirt cannot raise RLIMIT_MEMLOCK on these machines (no
+CAP_SYS_RESOURCE) while QEMU, running as root, locks its memory itself.
+That <qemu:commandline> taints the test domain "custom-argv" (and
+user = "root" in qemu.conf "high-privileges"); the example itself has
+only the override's "custom-device".
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import harness as h
+
+EXAMPLE = os.path.join(h.TOP, "docs", "config", "nvme-passthru-hotplug.xml")
+HOSTDEV_EXAMPLE = os.path.join(h.TOP, "docs", "config",
+                               "nvme-passthru-hostdev.xml")
+TOOL = os.path.join(h.BUILD, "tools", "virt-nvme-hotplug")
+QNS = "http://libvirt.org/schemas/domain/qemu/1.0"
+DOMAIN = "nvme-passthru"
+URI = "qemu:///system"
+PRIVATE = {"etc": "/etc/libvirt", "run": "/run/libvirt",
+           "lib": "/var/lib/libvirt", "log": "/var/log/libvirt",
+           "cache": "/var/cache/libvirt"}
+# The taint of the test's own <qemu:commandline> (see above)
+TEST_TAINTS = {"custom-argv"}
+
+
+def sh(cmd, check_rc=None, timeout=120, env=None):
+    """Run CMD: (rc, stdout, stderr)."""
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, timeout=timeout, env=env)
+    if check_rc is not None and p.returncode != check_rc:
+        raise h.HarnessError("%s: exit %d, %s%s" % (
+            " ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p.returncode, p.stdout, p.stderr
+
+
+def virsh(*args, **kw):
+    return sh(["virsh", "-c", URI] + list(args), **kw)
+
+
+def in_private_namespace(tests):
+    """Re-execute this test in a private mount namespace (once).  False,
+    with every test reported failed, when that is not possible."""
+    if os.geteuid() != 0:
+        print("1..%d" % len(tests))
+        for t in tests:
+            h.tap(False, "%s: not run, the libvirt tests run as root" % t)
+        return False
+    if os.environ.get("LIBVIRT_TEST_NS") == "1":
+        return True
+    env = dict(os.environ, LIBVIRT_TEST_NS="1")
+    try:
+        os.execvpe("unshare", ["unshare", "--mount", "--propagation",
+                               "private", sys.executable,
+                               os.path.abspath(sys.argv[0])] + sys.argv[1:],
+                   env)
+    except OSError as e:
+        print("1..%d" % len(tests))
+        for t in tests:
+            h.tap(False, "%s: not run, unshare: %s" % (t, e))
+    return False
+
+
+def bind(src, target):
+    sh(["mount", "--bind", src, target], check_rc=0)
+
+
+class Libvirtd:
+    """libvirtd and virtlogd with private state under RUN/libvirt."""
+
+    def __init__(self, run):
+        self.run = run
+        self.daemons = []
+
+    def start(self, before_daemons=None):
+        root = os.path.join(self.run, "libvirt")
+        for name, target in PRIVATE.items():
+            src = os.path.join(root, name)
+            if name == "etc":
+                shutil.copytree(target, src, symlinks=True)
+            else:
+                os.makedirs(src)
+            os.makedirs(target, exist_ok=True)
+            bind(src, target)
+        with open("/etc/libvirt/qemu.conf", "a") as f:
+            f.write('\n# tests/guest/libvirtd.py\nuser = "root"\n'
+                    'group = "root"\nsecurity_driver = "none"\n'
+                    'namespaces = [ ]\nremember_owner = 0\n')
+        if before_daemons:
+            before_daemons()
+        for d in ("virtlogd", "libvirtd"):
+            pidfile = "/run/libvirt/%s.pid" % d
+            sh([d, "-d", "-p", pidfile], check_rc=0)
+            self.daemons.append(pidfile)
+        h.wait_for(lambda: os.path.exists("/run/libvirt/libvirt-sock"), 30,
+                   "libvirtd socket")
+        _, ver, _ = virsh("version", check_rc=0)
+        return ver
+
+    def stop(self):
+        virsh("destroy", DOMAIN, timeout=60)
+        virsh("undefine", DOMAIN, "--nvram", timeout=60)
+        for pidfile in reversed(self.daemons):
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read())
+                os.kill(pid, signal.SIGTERM)
+                h.wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                           open("/proc/%d/stat" % pid).read().split()[2] == "Z",
+                           15, "%s to stop" % pidfile)
+            except (OSError, ValueError, h.HarnessError):
+                pass
+        self.daemons = []
+
+
+def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
+    """The example domain, changed only where this machine needs it (see
+    the module's comment).  MODE 'native' turns ACPI PCI hotplug off with
+    one more -global.  EXTRA_DEVICES: XML strings added to <devices>;
+    APPEND: more of the guest kernel's command line."""
+    ET.register_namespace("qemu", QNS)
+    tree = ET.parse(EXAMPLE)
+    d = tree.getroot()
+    d.set("type", "qemu")
+    d.find("memory").text = "512"
+    d.find("vcpu").text = "2"
+    mb = d.find("memoryBacking")
+    mb.remove(mb.find("locked"))
+    os_el = d.find("os")
+    os_el.remove(os_el.find("boot"))
+    for tag, text in (("kernel", os.path.join(h.GUEST, "vmlinuz")),
+                      ("initrd", os.path.join(h.GUEST, "initrd.img")),
+                      ("cmdline", "console=ttyS0 panic=-1 loglevel=8 "
+                       'dyndbg="module acpiphp +p" ' + append)):
+        ET.SubElement(os_el, tag).text = text
+    dev = d.find("devices")
+    dev.find("emulator").text = h.qemu_binary()
+    # The example's disk (on ordinary port 1), a small raw image here
+    disk = dev.find("disk")
+    disk.find("driver").set("type", "raw")
+    disk.find("source").set("file", h.make_image(os.path.join(run, "vda.img"),
+                                                 8))
+    dev.remove(dev.find("console"))
+    for s in dev.findall("serial"):
+        dev.remove(s)
+    s = ET.SubElement(dev, "serial", type="file")
+    ET.SubElement(s, "source", path=os.path.join(run, "console.log"))
+    ET.SubElement(s, "target", port="0")
+    s = ET.SubElement(dev, "serial", type="unix")
+    ET.SubElement(s, "source", mode="bind", path=os.path.join(run, "agent.sock"))
+    ET.SubElement(s, "target", port="1")
+    for x in extra_devices:
+        dev.append(ET.fromstring(x))
+    cl = ET.SubElement(d, "{%s}commandline" % QNS)
+    args = ["-overcommit", "mem-lock=on"]
+    if mode == "native":
+        args += ["-global",
+                 "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+    for a in args:
+        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+    path = path or os.path.join(run, DOMAIN + ".xml")
+    tree.write(path)
+    return path
+
+
+def qemu_log():
+    with open("/var/log/libvirt/qemu/%s.log" % DOMAIN) as f:
+        return f.read()
+
+
+def evidence(run):
+    out = []
+    for f in ("/var/log/libvirt/qemu/%s.log" % DOMAIN,
+              os.path.join(run, "console.log")):
+        try:
+            with open(f) as fh:
+                out.append("%s: ...%s" % (f, " | ".join(
+                    fh.read().splitlines()[-6:])))
+        except OSError:
+            pass
+    out.append("run folder: %s" % run)
+    return out
