@@ -23,6 +23,7 @@
  * already bound to vfio-pci the host has no controller to use, and the
  * class and group checks still hold (QEMU wants it alone in its group
  * too).  Scanning other users' /proc/PID/fd needs root.
+ * contrib/virt-nvme-hotplug/ is such a tool.
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
