@@ -42,11 +42,6 @@ build: upstream
 	@scripts/build-qemu.sh
 	@$(MAKE) --no-print-directory tools
 
-# virt-nvme-hotplug: passthrough hotplug of a libvirt domain
-TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
-TOOL_SRC = $(wildcard contrib/virt-nvme-hotplug/*.c)
-TOOL_HDR = $(wildcard contrib/virt-nvme-hotplug/*.h)
-TOOL_LIBS = libvirt libvirt-qemu json-c libxml-2.0
 # nvme-passthru-host: the host side (list, enable/disable, check, watch).
 # Its module, HOST_MOD_SRC with the header nvme-host.h, is for other tools
 # too: add $(HOST_MOD_SRC) and -I$(HOST_DIR) to their link (json-c).
@@ -56,12 +51,19 @@ HOST_MOD_SRC = $(addprefix $(HOST_DIR)/,sysfs.c pci.c inuse.c bind.c iommu.c)
 HOST_SRC = $(HOST_DIR)/nvme-passthru-host.c $(HOST_DIR)/watch.c $(HOST_MOD_SRC)
 # The same with ASan + UBSan, for tests/host under the sanitizers
 HOST_TOOL_SAN = $(BUILD_DIR)/tools-san/nvme-passthru-host
+# virt-nvme-hotplug: passthrough hotplug of a libvirt domain; its host
+# checks are the host module's
+TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
+TOOL_SRC = $(wildcard contrib/virt-nvme-hotplug/*.c) $(HOST_MOD_SRC)
+TOOL_HDR = $(wildcard contrib/virt-nvme-hotplug/*.h) $(HOST_DIR)/nvme-host.h
+TOOL_LIBS = libvirt libvirt-qemu json-c libxml-2.0
 .PHONY: tools
 tools: $(TOOL) $(HOST_TOOL) $(HOST_TOOL_SAN)
 $(TOOL): $(TOOL_SRC) $(TOOL_HDR)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
-	    -o $@ $(TOOL_SRC) $$(pkg-config --cflags --libs $(TOOL_LIBS))
+	    -I$(HOST_DIR) -o $@ $(TOOL_SRC) \
+	    $$(pkg-config --cflags --libs $(TOOL_LIBS))
 
 $(HOST_TOOL): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
 	@mkdir -p $(@D)

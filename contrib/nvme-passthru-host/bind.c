@@ -338,8 +338,7 @@ NphResult nph_enable(const char *bdf, const NphBindOpts *o, char *msg,
     NphResult r;
     char node[PATH_MAX], err[PATH_MAX + 128];
 
-    if (!nph_device_read(bdf, &d)) {
-        snprintf(msg, size, "no PCI device %s on this host", bdf);
+    if (!nph_device_find(bdf, &d, msg, size)) {
         return NPH_REFUSED;
     }
     nph_path(node, sizeof(node), "/dev/vfio/%d", d.iommu_group);
@@ -437,8 +436,7 @@ NphResult nph_disable(const char *bdf, const NphBindOpts *o, char *msg,
     NphResult r = NPH_DONE;
     char who[128], err[PATH_MAX + 128];
 
-    if (!nph_device_read(bdf, &d)) {
-        snprintf(msg, size, "no PCI device %s on this host", bdf);
+    if (!nph_device_find(bdf, &d, msg, size)) {
         return NPH_REFUSED;
     }
     if (d.class_code != NPH_NVME_CLASS) {

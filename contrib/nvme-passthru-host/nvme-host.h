@@ -13,15 +13,17 @@
  *     NphDevice d;
  *
  *     nph_set_root(getenv("MY_TOOL_ROOT"));       (NULL: "/")
- *     if (!nph_parse_bdf(arg, bdf, sizeof(bdf)) ||
- *         !nph_device_read(bdf, &d)) ... no such device
- *     if (!nph_is_vfio(&d) &&
+ *     if (!nph_parse_bdf(arg, bdf, sizeof(bdf))) ... not an address
+ *     if (!nph_device_find(bdf, &d, why, sizeof(why)) ||
  *         nph_can_pass(&d, why, sizeof(why)) != NPH_DONE) ... refuse: why
  *
  * nph_can_pass() covers the class, the IOMMU group (present, viable,
  * not shared) and the host's use (nph_nvme_in_use()); nph_enable()
- * checks the same, then binds to vfio-pci and verifies it.  Scanning
- * other users' /proc/PID/fd needs root.
+ * checks the same, then binds to vfio-pci and verifies it.  On a device
+ * already bound to vfio-pci the host has no controller to use, and the
+ * class and group checks still hold (QEMU wants it alone in its group
+ * too).  Scanning other users' /proc/PID/fd needs root.
+ * contrib/virt-nvme-hotplug/ is such a tool.
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -77,6 +79,8 @@ typedef struct NphDevice {
 } NphDevice;
 
 bool nph_device_read(const char *bdf, NphDevice *d);
+/* The same; if there is none, MSG says "no PCI device BDF on this host" */
+bool nph_device_find(const char *bdf, NphDevice *d, char *msg, size_t size);
 /* The BDFs of every NVMe controller, sorted; returns the count */
 int nph_list_nvme(char (**bdfs)[NPH_BDF_LEN]);
 bool nph_is_vfio(const NphDevice *d);   /* bound to vfio-pci */

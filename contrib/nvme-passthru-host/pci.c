@@ -162,6 +162,15 @@ bool nph_device_read(const char *bdf, NphDevice *d)
     return true;
 }
 
+bool nph_device_find(const char *bdf, NphDevice *d, char *msg, size_t size)
+{
+    if (!nph_device_read(bdf, d)) {
+        snprintf(msg, size, "no PCI device %s on this host", bdf);
+        return false;
+    }
+    return true;
+}
+
 bool nph_is_vfio(const NphDevice *d)
 {
     return !strcmp(d->driver, "vfio-pci");

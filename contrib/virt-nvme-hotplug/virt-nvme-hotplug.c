@@ -9,9 +9,12 @@
  * <hostdev managed='yes'> on the port's bus: libvirt prepares the host
  * (detach from the nvme driver, IOMMU group, device node, cgroup, memory
  * lock), knows the device (dumpxml, detach-device) and gives it back to
- * the host after the removal.  The tool only refuses first an NVMe the
- * host still uses, which libvirt would take away without asking.  Its
- * removal is libvirt's virDomainDetachDeviceAlias.
+ * the host after the removal.  Before that, the tool refuses what the
+ * host module (contrib/nvme-passthru-host/, nvme-host.h) refuses, with
+ * its words: no such device, not an NVMe controller, no IOMMU group or
+ * one shared with another device, and above all an NVMe the host still
+ * uses (mounted, swap, held, open), which libvirt would take away
+ * without asking.  Its removal is libvirt's virDomainDetachDeviceAlias.
  *
  * What libvirt cannot express goes through its QEMU monitor passthrough
  * (the domain is then tainted "custom-monitor", and libvirt does not know
@@ -45,7 +48,7 @@
 #include <libvirt/virterror.h>
 
 #include "domain-xml.h"
-#include "host-nvme.h"
+#include "nvme-host.h"
 
 #define EXIT_FAILED     1       /* the operation ran and failed */
 #define EXIT_REFUSED    2       /* bad arguments, or refused before libvirt */
@@ -672,8 +675,9 @@ static int add_vfio_user(virDomainPtr dom, Waiter *w, json_object *r,
 static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
                        const char *port, const char *id)
 {
-    char bdf[32], dir[PATH_MAX], used[256], why[512];
+    char bdf[NPH_BDF_LEN], dir[PATH_MAX], used[256], why[1024];
     const char *src = opt.host;
+    NphDevice dev;
     DomainXml *x;
     char *xml;
     unsigned dom_nr, bus, slot, fn;
@@ -696,7 +700,7 @@ static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
         src = strrchr(dir, '/');
         src = src ? src + 1 : dir;
     }
-    if (!host_parse_bdf(src, bdf, sizeof(bdf))) {
+    if (!nph_parse_bdf(src, bdf, sizeof(bdf))) {
         set_error("'%s' is not a PCI address (DDDD:BB:SS.F)", src);
         return refused(r, errbuf);
     }
@@ -713,7 +717,8 @@ static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
         set_error("port '%s' holds %s: remove that first", port, used);
     } else if (domxml_has_alias(x, id)) {
         set_error("'%s' is already an alias in the domain", id);
-    } else if (!host_nvme_check(bdf, why, sizeof(why))) {
+    } else if (!nph_device_find(bdf, &dev, why, sizeof(why)) ||
+               nph_can_pass(&dev, why, sizeof(why)) != NPH_DONE) {
         set_error("%s", why);
     } else {
         errbuf[0] = '\0';
@@ -1002,7 +1007,7 @@ int main(int argc, char **argv)
                 "--help)\n", progname, cmd);
         return EXIT_REFUSED;
     }
-    host_root = getenv("VIRT_NVME_HOTPLUG_ROOT");
+    nph_set_root(getenv("VIRT_NVME_HOTPLUG_ROOT"));
 
     virSetErrorFunc(NULL, quiet_errors);   /* we print them, once */
     if (virEventRegisterDefaultImpl() < 0) {

@@ -28,8 +28,10 @@ and stops where libvirt raises QEMU's memory lock limit, before it
 touches the host device or QEMU.  The whole flow with a real device and
 /dev/vfio is tested in the nested bed (tests/nested/).
 
-virt-nvme-hotplug's kernel VFIO add runs against a fake sysfs of its own
-(VIRT_NVME_HOTPLUG_ROOT): an idle NVMe at 0000:3b:00.0.
+virt-nvme-hotplug's kernel VFIO add runs against a synthetic host of its
+own (VIRT_NVME_HOTPLUG_ROOT, tests/host/faketree.py): an idle NVMe at
+0000:3b:00.0, alone in IOMMU group 1, which the tool's host checks
+pass.
 
 Usage: tests/guest/libvirt-hostdev-test.py [acpi|native ...] (as root)
 """
@@ -129,19 +131,11 @@ class Run:
         open("/dev/vfio/vfio", "w").close()
 
     def fake_sysfs(self):
-        """An idle NVMe bound to the host's nvme driver, for the tool."""
-        root = os.path.join(self.run, "toolroot")
-        dev = os.path.join(root, "sys/bus/pci/devices", FAKE_BDF)
-        os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n1"))
-        os.makedirs(os.path.join(root, "sys/bus/pci/drivers/nvme"))
-        os.makedirs(os.path.join(root, "proc"))
-        with open(os.path.join(dev, "class"), "w") as f:
-            f.write("0x010802\n")
-        os.symlink("../../../bus/pci/drivers/nvme",
-                   os.path.join(dev, "driver"))
-        with open(os.path.join(root, "proc/mounts"), "w") as f:
-            f.write("/dev/sda1 / ext4 rw 0 0\n")
-        return root
+        """An idle NVMe bound to the host's nvme driver, alone in its IOMMU
+        group, for the tool (tests/host/faketree.py)."""
+        t = lv.FakeHost(os.path.join(self.run, "toolroot"))
+        t.nvme(FAKE_BDF)
+        return t.root
 
     # ---- helpers --------------------------------------------------------
 

@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness as h  # noqa: E402
 import libvirtd as lv  # noqa: E402
-from libvirtd import DOMAIN, TOOL, URI, sh, virsh  # noqa: E402
+from libvirtd import DOMAIN, TOOL, URI, FakeHost, sh, virsh  # noqa: E402
 
 BLOCKER = "prevents migration and snapshots"
 
@@ -369,85 +369,97 @@ class Run:
         return "bad arguments are refused with exit 2 and a reason", out
 
     def t_kernel_vfio(self):
-        """virt-nvme-hotplug --host: its own refusals on a fake sysfs, then
-        it asks libvirt for a <hostdev>, and libvirt's refusal on a host
-        without an IOMMU reaches the user (exit 1)."""
-        fake = os.path.join(self.run, "fakeroot")
+        """virt-nvme-hotplug --host: the host module's refusals, word for
+        word, on synthetic hosts (tests/host/faketree.py); then an idle
+        NVMe alone in its IOMMU group goes to libvirt as a <hostdev>, and
+        libvirt's refusal on this host without an IOMMU reaches the user
+        (exit 1)."""
         bdf = "0000:3b:00.0"
-        dev = os.path.join(fake, "sys/bus/pci/devices", bdf)
-        os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n1/nvme0n1p1"))
-        os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n2/holders"))
-        os.makedirs(os.path.join(fake, "sys/bus/pci/drivers/nvme"))
-        os.makedirs(os.path.join(fake, "proc"))
-        with open(os.path.join(dev, "class"), "w") as f:
-            f.write("0x010601\n")
-        env = dict(os.environ, VIRT_NVME_HOTPLUG_ROOT=fake)
-
-        def add(*args):
-            rc, o, e = sh([TOOL, "-c", URI, "--json", DOMAIN, "add"] +
-                          list(args), env=env)
-            return rc, (json.loads(o) if o.strip() else {"reason": e})
-
-        def write(path, text):
-            with open(os.path.join(fake, path), "w") as f:
-                f.write(text)
-
+        used = "%s is in use by the host: " % bdf
+        sysfsdev = "/sys/bus/pci/devices/%s/" % bdf
+        # What each host does besides having the NVMe BDF (nvme0n1 with a
+        # partition nvme0n1p1, and nvme0n2), alone in IOMMU group 1.  On
+        # the idle hosts the tool's own refusals and libvirt's are matched
+        # in part; every other reason is the host module's, word for word.
+        idle = ("idle", "on-vfio")
+        hosts = {
+            "idle": lambda t, n2: None,
+            # already given to vfio-pci: the host has no controller on it
+            "on-vfio": lambda t, n2: t.bind(bdf, "vfio-pci"),
+            "absent": lambda t, n2: None,
+            "not-nvme": lambda t, n2: t.write(
+                "sys/bus/pci/devices/%s/class" % bdf, "0x010601\n"),
+            "no-iommu": None,
+            "shared-group": lambda t, n2: t.pci(
+                "0000:3b:00.1", cls=0x0c0330, driver="xhci_hcd", group=1),
+            "mounted": lambda t, n2: t.mount("259:8", "/dev/nvme0n1p1",
+                                             "/srv"),
+            "swap": lambda t, n2: t.swap("/dev/nvme0n1"),
+            "lvm": lambda t, n2: t.holder(n2, "dm-0", "254:0",
+                                          dm_name="vg0-data",
+                                          dm_uuid="LVM-Kq3tHw"),
+            "open": lambda t, n2: t.process(4242, "dd",
+                                            fds=["/dev/nvme0n2"]),
+        }
         steps = []
-        for setup, args, rc_want, want in (
-                (None, ("ua-pt1", "ua-k", "--host", "0000:3c:00.0"), 2,
-                 "no PCI device 0000:3c:00.0"),
-                (None, ("ua-pt1", "ua-k", "--host", "3b:00.0"), 2,
-                 "not an NVMe controller: class 0x010601"),
-                ("nvme", ("ua-pt1", "nvme-k", "--host", bdf), 2,
+        for name, args, rc_want, want in (
+                ("absent", ("ua-pt1", "ua-k", "--host", "0000:3c:00.0"), 2,
+                 "no PCI device 0000:3c:00.0 on this host"),
+                ("not-nvme", ("ua-pt1", "ua-k", "--host", "3b:00.0"), 2,
+                 "%s is not an NVMe controller: class 0x010601, not "
+                 "0x010802" % bdf),
+                ("idle", ("ua-pt1", "nvme-k", "--host", bdf), 2,
                  "begin with 'ua-'"),
-                ("nvme", ("pci.3", "ua-k", "--host", bdf), 2,
+                ("idle", ("pci.3", "ua-k", "--host", bdf), 2,
                  "not a passthrough port"),
+                ("no-iommu", ("ua-pt1", "ua-k", "--host", bdf), 2,
+                 "%s has no IOMMU group: the host runs without an IOMMU "
+                 "(see 'nvme-passthru-host check')" % bdf),
+                ("shared-group", ("ua-pt1", "ua-k", "--host", bdf), 2,
+                 "IOMMU group 1 of %s is not viable: it also holds "
+                 "0000:3b:00.1, bound to the host driver xhci_hcd" % bdf),
                 ("mounted", ("ua-pt2", "ua-k", "--host", bdf), 2,
-                 "in use by the host: /dev/nvme0n1p1 is mounted on /srv"),
-                ("swap", ("ua-pt2", "ua-k", "--sysfsdev",
-                          "/sys/bus/pci/devices/%s/" % bdf), 2,
-                 "/dev/nvme0n1 is in use as swap"),
-                ("held", ("ua-pt2", "ua-k", "--host", bdf), 2,
-                 "/dev/nvme0n2 is held by another block device"),
+                 used + "/dev/nvme0n1p1 is mounted on /srv"),
+                ("swap", ("ua-pt2", "ua-k", "--sysfsdev", sysfsdev), 2,
+                 used + "/dev/nvme0n1 is in use as swap"),
+                ("lvm", ("ua-pt2", "ua-k", "--host", bdf), 2,
+                 used + "nvme0n2 is held by dm-0 (LVM vg0-data)"),
+                ("open", ("ua-pt2", "ua-k", "--host", bdf), 2,
+                 used + "/dev/nvme0n2 is open in process 4242 (dd)"),
+                ("on-vfio", ("ua-pt2", "ua-k", "--host", bdf), 1,
+                 "libvirt could not add 0000:3b:00.0 as a <hostdev>: "),
                 ("idle", ("ua-pt2", "ua-k", "--host", bdf), 1,
                  "libvirt could not add 0000:3b:00.0 as a <hostdev>: "
                  "unsupported configuration: host doesn't support "
                  "passthrough of host PCI devices (the host runs without "
                  "an IOMMU")):
-            if setup == "nvme":
-                write(os.path.join(dev, "class"), "0x010802\n")
-                if not os.path.lexists(os.path.join(dev, "driver")):
-                    os.symlink("../../../bus/pci/drivers/nvme",
-                               os.path.join(dev, "driver"))
-                write("proc/mounts", "/dev/sda1 / ext4 rw 0 0\n")
-            elif setup == "mounted":
-                write("proc/mounts", "/dev/nvme0n1p1 /srv ext4 rw 0 0\n")
-            elif setup == "swap":
-                write("proc/mounts", "/dev/sda1 / ext4 rw 0 0\n")
-                write("proc/swaps", "Filename Type Size Used Priority\n"
-                      "/dev/nvme0n1 partition 1024 0 -2\n")
-            elif setup == "held":
-                write("proc/swaps", "Filename Type Size Used Priority\n")
-                os.makedirs(os.path.join(dev, "nvme/nvme0/nvme0n2/holders/"
-                                         "dm-0"))
-            elif setup == "idle":
-                os.rmdir(os.path.join(dev, "nvme/nvme0/nvme0n2/holders/"
-                                      "dm-0"))
-            rc, r = add(*args)
-            check(rc == rc_want and want in r.get("reason", ""),
-                  "%s: exit %d (want %d): %s" % (setup or args[3], rc,
-                                                 rc_want, r))
-            steps.append("%s %s -> exit %d: %s" % (setup or "-", " ".join(
-                args[:2]), rc, r.get("reason")))
+            t = FakeHost(os.path.join(self.run, "host%d" % len(steps)))
+            n1, n2 = t.nvme(bdf, group=1 if hosts[name] else None,
+                            namespaces=2)
+            t.partition(n1, "nvme0n1p1", "259:8")
+            if hosts[name]:
+                hosts[name](t, n2)
+            env = dict(os.environ, VIRT_NVME_HOTPLUG_ROOT=t.root)
+            rc, o, e = sh([TOOL, "-c", URI, "--json", DOMAIN, "add"] +
+                          list(args), env=env)
+            r = json.loads(o) if o.strip() else {"reason": e}
+            reason = r.get("reason", "")
+            check(rc == rc_want and (reason == want or
+                                     (name in idle and want in reason)),
+                  "%s: exit %d (want %d): %s" % (name, rc, rc_want, r))
+            steps.append("%s: add %s %s -> exit %d: %s" % (
+                name, args[0], args[1], rc, reason))
         check(r["result"] == "failed", "not failed: %s" % r)
         _, xml, _ = virsh("dumpxml", DOMAIN, check_rc=0)
         check("<hostdev" not in xml, "a hostdev stayed in the live XML")
         st = tool_json(DOMAIN, "status")
         check(st["ports"][1]["state"] == "empty",
               "ua-pt2 after the failed add: %s" % st["ports"][1])
-        return ("kernel VFIO: refused while the host uses the NVMe; then "
-                "added as libvirt's <hostdev>, whose refusal without an "
-                "IOMMU reaches the user (exit 1)", steps)
+        return ("kernel VFIO: refused with the host module's reasons (no "
+                "device, not NVMe, no or shared IOMMU group, mounted, swap, "
+                "held, open); an idle NVMe, or one already on vfio-pci, goes "
+                "to libvirt as a <hostdev>, whose refusal without an IOMMU "
+                "reaches the user (exit 1)", steps)
 
     def t_add_never_completes(self):
         """A guest without an NVMe driver never completes an add: the port

@@ -27,6 +27,11 @@ import xml.etree.ElementTree as ET
 
 import harness as h
 
+# virt-nvme-hotplug's host checks read a synthetic host
+# (VIRT_NVME_HOTPLUG_ROOT): tests/host's, FakeHost(folder)
+sys.path.insert(0, os.path.join(h.TOP, "tests", "host"))
+from faketree import Tree as FakeHost  # noqa: E402,F401
+
 EXAMPLE = os.path.join(h.TOP, "docs", "config", "nvme-passthru-hotplug.xml")
 HOSTDEV_EXAMPLE = os.path.join(h.TOP, "docs", "config",
                                "nvme-passthru-hostdev.xml")

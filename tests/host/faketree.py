@@ -97,6 +97,22 @@ class Tree:
             self.write(f"sys/bus/pci/slots/{slot}/address", bdf[:12] + "\n")
         return d
 
+    def bind(self, bdf, drv):
+        """What the kernel shows once BDF is bound to the driver DRV"""
+        d = f"sys/bus/pci/devices/{bdf}"
+        group = os.path.basename(os.readlink(self.p(f"{d}/iommu_group")))
+        # the nvme driver's controller exists only while nvme has it
+        if drv == "nvme" and self.exists(f"{d}/.nvme-unbound"):
+            os.rename(self.p(f"{d}/.nvme-unbound"), self.p(f"{d}/nvme"))
+        if drv != "nvme" and self.exists(f"{d}/nvme"):
+            os.rename(self.p(f"{d}/nvme"), self.p(f"{d}/.nvme-unbound"))
+        if drv == "vfio-pci":
+            self.write(f"dev/vfio/{group}", "")
+        elif self.exists(f"dev/vfio/{group}"):
+            os.unlink(self.p(f"dev/vfio/{group}"))
+        # the driver link last: it is what the command waits for
+        self.link(f"{d}/driver", f"../../drivers/{drv}")
+
     def controller(self, bdf, ctrl="nvme0", model="Samsung SSD 970 EVO Plus "
                    "1TB", serial="S4EWNX0R123456", fw="2B2QEXM7",
                    devnum="240:0"):
@@ -107,6 +123,16 @@ class Tree:
         self.write(f"{c}/firmware_rev", fw + "\n")
         self.write(f"{c}/dev", devnum + "\n")
         return c
+
+    def nvme(self, bdf, group=1, namespaces=1):
+        """An NVMe bound to nvme, alone in IOMMU group GROUP (None: no
+        IOMMU), controller nvme0 with NAMESPACES namespaces nvme0nN
+        (259:N-1), none of them used: what passthrough wants.  The
+        namespaces' folders."""
+        self.pci(bdf, group=group)
+        c = self.controller(bdf)
+        return [self.namespace(c, f"nvme0n{n + 1}", f"259:{n}")
+                for n in range(namespaces)]
 
     def block(self, folder, devnum):
         """A block device's sysfs folder (a namespace or a head)"""
@@ -210,19 +236,7 @@ class FakeKernel:
             os.system(f"rm -rf {t.p(d)}")
             return
         override = t.read(f"{d}/driver_override").strip()
-        drv = override or "nvme"
-        group = os.path.basename(os.readlink(t.p(f"{d}/iommu_group")))
-        # the nvme driver's controller exists only while nvme has it
-        if drv == "nvme" and t.exists(f"{d}/.nvme-unbound"):
-            os.rename(t.p(f"{d}/.nvme-unbound"), t.p(f"{d}/nvme"))
-        if drv != "nvme" and t.exists(f"{d}/nvme"):
-            os.rename(t.p(f"{d}/nvme"), t.p(f"{d}/.nvme-unbound"))
-        if drv == "vfio-pci":
-            t.write(f"dev/vfio/{group}", "")
-        elif t.exists(f"dev/vfio/{group}"):
-            os.unlink(t.p(f"dev/vfio/{group}"))
-        # the driver link last: it is what the command waits for
-        t.link(f"{d}/driver", f"../../drivers/{drv}")
+        t.bind(bdf, override or "nvme")
 
     def stop(self):
         with open(self.fifo, "w") as f:
