@@ -26,7 +26,11 @@ static bool read_hex(const char *dev, const char *attr, uint64_t *v)
         nph_parse_u64(val, 16, v);
 }
 
-/* The physical slot whose address (dddd:bb:ss) is BDF's, from slots/ */
+/*
+ * The physical slot of BDF, from slots/: the kernel writes a slot's
+ * address as dddd:bb:ss (10 characters: the device part of the BDF), or
+ * dddd:bb (7) for a slot that spans its bus (slot number 0xff).
+ */
 static void find_slot(const char *bdf, char *slot, size_t size)
 {
     char dir[PATH_MAX], path[PATH_MAX], addr[64];
@@ -42,7 +46,8 @@ static void find_slot(const char *bdf, char *slot, size_t size)
         }
         snprintf(path, sizeof(path), "%s/%s/address", dir, e->d_name);
         if (nph_read_line(path, addr, sizeof(addr)) &&
-            !strncmp(addr, bdf, 12) && strlen(addr) == 12) {
+            (strlen(addr) == 10 || strlen(addr) == 7) &&
+            !strncmp(addr, bdf, strlen(addr))) {
             snprintf(slot, size, "%s", e->d_name);
         }
     }

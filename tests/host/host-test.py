@@ -147,6 +147,23 @@ def list_text(tmp):
 
 
 @test
+def list_slot_addresses(tmp):
+    """a slot's address as the kernel writes it: dddd:bb:ss names the
+    drive's slot, dddd:bb (a bus-wide slot) too; another device number
+    or bus does not"""
+    t, c = host(tmp)                            # A: slot 3, 0000:01:00
+    t.pci(B, group=2)                           # 0000:02:00.0
+    t.write("sys/bus/pci/slots/0-2/address", "0000:02\n")
+    t.pci("0000:03:00.0", group=3)
+    t.write("sys/bus/pci/slots/9/address", "0000:03:01\n")
+    t.write("sys/bus/pci/slots/8/address", "0000:30:00\n")
+    rc, j, err = run_json(t, "list")
+    eq(rc, 0)
+    eq([(d["bdf"], d["slot"]) for d in j["devices"]],
+       [(A, "3"), (B, "0-2"), ("0000:03:00.0", None)])
+
+
+@test
 def list_empty(tmp):
     """list on a host without NVMe says so, exit 0; JSON: no devices"""
     t = Tree(tmp)
