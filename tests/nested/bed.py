@@ -8,7 +8,8 @@
           and rp2 (image files), an e1000e on rp3 (the non-NVMe device),
           rp4 empty (for a device_add in L0), and on rp5 a two-function
           device that shares one IOMMU group: an e1000e at 0.0
-          (multifunction=on) and an NVMe (serial bed5) at 0.1
+          (multifunction=on) and an NVMe (serial bed5) at 0.1;
+          Bed(spare_ports=N) adds N more empty ports rp6.. at 00:15.0..
      L1   Debian's kernel (intel_iommu=on iommu=pt), one vCPU, vfio-pci,
           the fork's QEMU; its agent (tests/nested/l1-init) on ttyS1
      L2   the fork's QEMU in qtest mode, started by L1 against a real
@@ -366,11 +367,15 @@ def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
 
 
 class Bed:
-    def __init__(self, name, l1_mem_mib=1024, image="l1.img"):
+    def __init__(self, name, l1_mem_mib=1024, image="l1.img", spare_ports=0):
         """IMAGE: L1's initramfs in build/nested (l1-libvirt.img: with
-        libvirt)."""
+        libvirt).  SPARE_PORTS: empty root ports after rp5, for more
+        device_adds in L0."""
         self.name = name
         self.image = image
+        self.slots = dict(SLOTS)
+        for n in range(6, 6 + spare_ports):
+            self.slots[n] = "%x" % (0x10 + n - 1)
         self.run_dir = h.new_run_dir("nested-" + name)
         self.mem = l1_mem_mib
         self.proc = None
@@ -405,7 +410,7 @@ class Bed:
                "-chardev", sock("l2qmp"), "-serial", "chardev:l2qmp",
                "-chardev", sock("l2qt"), "-serial", "chardev:l2qt",
                "-qmp", "unix:%s,server=on,wait=off" % self.p("l0qmp.sock")]
-        for n, slot in SLOTS.items():
+        for n, slot in self.slots.items():
             cmd += ["-device", "pcie-root-port,id=l0rp%d,bus=pcie.0,"
                     "chassis=%d,addr=0x%s" % (n, n, slot)]
         for i in (1, 2):
@@ -517,7 +522,7 @@ class Bed:
     def slot_bdf(self, n, fn=0):
         """L1's address of function FN of the device behind L0's root
         port rp N."""
-        return self.sh("below %s %d" % (SLOTS[n], fn))[0].strip()
+        return self.sh("below %s %d" % (self.slots[n], fn))[0].strip()
 
     def group_devices(self, bdf):
         """The devices in BDF's IOMMU group in L1, sorted."""
