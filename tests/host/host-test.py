@@ -164,6 +164,22 @@ def list_slot_addresses(tmp):
 
 
 @test
+def list_unidentified_controller(tmp):
+    """a controller the nvme driver has not identified yet (Linux prints
+    "(efault)" for its model, serial and firmware): unknown, not that
+    text"""
+    t = host(tmp)[0]
+    t.pci(B, group=2)
+    t.controller(B, ctrl="nvme1", model="(efault)", serial="(efault)",
+                 fw="(efault)", devnum="240:1")
+    rc, j, err = run_json(t, "list")
+    eq([(d["controller"], d["model"], d["serial"], d["firmware"])
+        for d in j["devices"]][1:], [("nvme1", None, None, None)])
+    eq(run(t, "list")[1].splitlines()[5],
+       f"{B}  144d:a808  nvme1  (model unknown: not on the nvme driver)")
+
+
+@test
 def list_empty(tmp):
     """list on a host without NVMe says so, exit 0; JSON: no devices"""
     t = Tree(tmp)
