@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -859,6 +860,27 @@ def watch_matches_identity(tmp):
        (0, ["watching", "inserted", "enabled", "port", "added"]))
     eq(steps[0][2], f"VM vm1 (QMP {tmp}/vm1.qmp), 2 allow lines; uevents "
        f"from {t.p('uevents')}")
+
+
+@test
+def watch_waits_for_identity(tmp):
+    """allowed by serial, a drive whose identity the nvme driver has not
+    read yet (the kernel shows "(efault)" at the add uevent): watch waits
+    for it, then places the drive"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow serial=S4EW*\n")
+    k = FakeKernel(t)
+    insert(t, model="(efault)", serial="(efault)", fw="(efault)")
+    later = threading.Timer(0.5, lambda: t.controller(A))
+    try:
+        later.start()
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        later.join()
+        k.stop()
+        qmp.stop()
+    eq((rc, steps[1], [s[1] for s in steps[2:]]), (0, (
+        A, "inserted", "NVMe 144d:a808, slot 3, model Samsung SSD 970 EVO "
+        "Plus 1TB, serial S4EWNX0R123456"), ["enabled", "port", "added"]))
 
 
 @test
