@@ -536,6 +536,17 @@ class Bed:
                       % (bdf, bdf))
         return out[0].strip(), out[1].strip() if len(out) > 1 else ""
 
+    def nvme_disk(self, bdf, timeout=30):
+        """The namespace block device (nvmeXn1) of the NVMe BDF on nvme in
+        L1, once /dev has it."""
+        disk = h.wait_for(lambda: self.sh(
+            "ls /sys/bus/pci/devices/%s/nvme/*/ 2>/dev/null | "
+            "grep '^nvme[0-9]*n1$'" % bdf, check=False), timeout,
+            "nvme disk of %s in L1" % bdf, step=0.5)[0].strip()
+        h.wait_for(lambda: self.ok("test -b /dev/%s" % disk), 10,
+                   "/dev/%s" % disk, step=0.5)
+        return disk
+
     def bind(self, bdf, driver):
         """Bind BDF to DRIVER in L1; for vfio-pci returns /dev/vfio/N."""
         self.sh("bind %s %s" % (bdf, driver))
