@@ -5,9 +5,10 @@
 #
 #   BUILD_DIR/nested/vmlinuz   the kernel linux-image-amd64 depends on
 #   BUILD_DIR/nested/l1.img    initramfs: busybox-static, the modules of
-#                              vfio-pci, vfio_iommu_type1, nvme and
-#                              e1000e (with their dependencies, from
-#                              modules.dep), the
+#                              vfio-pci, vfio_iommu_type1, nvme, e1000e
+#                              and ext4 (a file system L1 can mount: a
+#                              host that uses its drive; with their
+#                              dependencies, from modules.dep), the
 #                              fork's qemu-system-x86_64 and
 #                              nvme-passthru-host (stripped) with the
 #                              loader and the libraries ldd names
@@ -139,8 +140,8 @@ for applet in $("$stage/bin/busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
 done
 
-# modules, dependencies first; the crypto providers nvme's t10-pi asks
-# for by name (there is no modprobe to load them on demand)
+# modules, dependencies first; the crypto providers nvme's t10-pi and
+# ext4/jbd2 ask for by name (there is no modprobe to load them on demand)
 declare -A seen=()
 order=()
 visit() {
@@ -152,8 +153,8 @@ visit() {
     done
     order+=("$m")
 }
-for name in crc64_rocksoft_generic crct10dif_generic nvme e1000e vfio \
-            vfio_iommu_type1 vfio-pci; do
+for name in crc64_rocksoft_generic crct10dif_generic crc32c_generic nvme \
+            e1000e vfio vfio_iommu_type1 vfio-pci ext4; do
     m=$(grep -o "^[^:]*/${name//_/[-_]}\.ko[^:]*" "$moddir/modules.dep" | head -n1)
     [ -n "$m" ] || { [ "${name%_generic}" != "$name" ] && continue; die "no module $name"; }
     visit "$m"
