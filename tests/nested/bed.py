@@ -9,7 +9,7 @@
           rp4 empty (for a device_add in L0), and on rp5 a two-function
           device that shares one IOMMU group: an e1000e at 0.0
           (multifunction=on) and an NVMe (serial bed5) at 0.1;
-          Bed(spare_ports=N) adds N more empty ports rp6.. at 00:15.0..
+          Bed(spare_ports=N): N more empty ports, rp6.. at 00:15.0..
      L1   Debian's kernel (intel_iommu=on iommu=pt), one vCPU, vfio-pci,
           the fork's QEMU; its agent (tests/nested/l1-init) on ttyS1
      L2   the fork's QEMU in qtest mode, started by L1 against a real
@@ -577,6 +577,37 @@ class Bed:
 
 # --------------------------------------------------------------------------
 # the main of a nested test
+
+
+class Run:
+    """The state of a nested test file that runs one L2 at a time: .bed,
+    .l2, .times; close() and evidence() for tap_main.  EVIDENCE: the L1
+    shell commands whose output a failure shows."""
+    EVIDENCE = ("dmesg | tail -n 8",)
+
+    def __init__(self):
+        self.bed = None
+        self.l2 = None
+        self.times = {}
+
+    def close(self):
+        if self.l2:
+            try:
+                self.l2.stop()
+            except Exception:   # noqa: BLE001
+                pass
+        if self.bed:
+            self.bed.stop()
+
+    def evidence(self):
+        out = []
+        if self.l2:
+            out.append("L2 log: " + self.l2.log_tail())
+            out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
+                                          for _, e in self.l2.qmp.events[-6:]])
+        if self.bed:
+            out += self.bed.evidence(self.EVIDENCE)
+        return out
 
 
 def tap_main(run, tests, required=("boot",)):

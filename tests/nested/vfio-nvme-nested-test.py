@@ -27,12 +27,12 @@ TESTS = ["boot", "hot-add", "refusals", "orderly-removal",
 PCI_UNBIND_S = 1.0      # plain vfio-pci: host unbind -> surprise removal
 
 
-class Run:
+class Run(B.Run):
+    EVIDENCE = ("dmesg | tail -n 8", "dmesg | grep -i aer | tail -n 6")
+
     def __init__(self):
-        self.bed = None
-        self.l2 = None
+        super().__init__()
         self.bdf = None         # the NVMe behind L0's rp1, in L1
-        self.times = {}
 
     # ---- helpers ----
 
@@ -358,26 +358,6 @@ class Run:
                 % (tc - t0, ev["data"].get("cause")),
                 ["HMP: %r" % out, "reason: %s" % ev["data"].get("reason")]
                 + aer)
-
-    def close(self):
-        if self.l2:
-            try:
-                self.l2.stop()
-            except Exception:   # noqa: BLE001
-                pass
-        if self.bed:
-            self.bed.stop()
-
-    def evidence(self):
-        out = []
-        if self.l2:
-            out.append("L2 log: " + self.l2.log_tail())
-            out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
-                                          for _, e in self.l2.qmp.events[-6:]])
-        if self.bed:
-            out += self.bed.evidence(["dmesg | tail -n 8",
-                                      "dmesg | grep -i aer | tail -n 6"])
-        return out
 
 
 def main():
