@@ -26,7 +26,11 @@ static bool read_hex(const char *dev, const char *attr, uint64_t *v)
         nph_parse_u64(val, 16, v);
 }
 
-/* The physical slot whose address (dddd:bb:ss) is BDF's, from slots/ */
+/*
+ * The physical slot of BDF, from slots/: the kernel writes a slot's
+ * address as dddd:bb:ss (10 characters: the device part of the BDF), or
+ * dddd:bb (7) for a slot that spans its bus (slot number 0xff).
+ */
 static void find_slot(const char *bdf, char *slot, size_t size)
 {
     char dir[PATH_MAX], path[PATH_MAX], addr[64];
@@ -42,12 +46,32 @@ static void find_slot(const char *bdf, char *slot, size_t size)
         }
         snprintf(path, sizeof(path), "%s/%s/address", dir, e->d_name);
         if (nph_read_line(path, addr, sizeof(addr)) &&
-            !strncmp(addr, bdf, 12) && strlen(addr) == 12) {
+            (strlen(addr) == 10 || strlen(addr) == 7) &&
+            !strncmp(addr, bdf, strlen(addr))) {
             snprintf(slot, size, "%s", e->d_name);
         }
     }
     if (d) {
         closedir(d);
+    }
+}
+
+/*
+ * One identity attribute of controller folder CTRL.  Until the driver
+ * has identified the controller (a drive just inserted), Linux 6.1
+ * prints its model, serial and firmware_rev from a subsystem it does not
+ * have yet: the file reads "(efault)" (printk's text for a bad pointer).
+ * That, or "(null)", is no value.
+ */
+static void read_ident(const char *ctrl, const char *attr, char *buf,
+                       size_t size)
+{
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/%s", ctrl, attr);
+    if (!nph_read_line(path, buf, size) || !strcmp(buf, "(efault)") ||
+        !strcmp(buf, "(null)")) {
+        buf[0] = '\0';
     }
 }
 
@@ -74,12 +98,10 @@ static void read_controller(const char *dev, NphDevice *d)
     if (!d->controller[0]) {
         return;
     }
-    snprintf(ctrl, sizeof(ctrl), "%s/%s/model", path, d->controller);
-    nph_read_line(ctrl, d->model, sizeof(d->model));
-    snprintf(ctrl, sizeof(ctrl), "%s/%s/serial", path, d->controller);
-    nph_read_line(ctrl, d->serial, sizeof(d->serial));
-    snprintf(ctrl, sizeof(ctrl), "%s/%s/firmware_rev", path, d->controller);
-    nph_read_line(ctrl, d->firmware, sizeof(d->firmware));
+    snprintf(ctrl, sizeof(ctrl), "%s/%s", path, d->controller);
+    read_ident(ctrl, "model", d->model, sizeof(d->model));
+    read_ident(ctrl, "serial", d->serial, sizeof(d->serial));
+    read_ident(ctrl, "firmware_rev", d->firmware, sizeof(d->firmware));
 }
 
 static int cmp_member(const void *a, const void *b)

@@ -507,19 +507,26 @@ static bool wait_added(Qmp *q, const char *id, double timeout_s, char *msg,
 
 /* ---------------------------------------------------------------- */
 
-/* The nvme driver fills model and serial after its probe: wait a bit */
-static void wait_identity(NphDevice *d, double timeout_s)
+/*
+ * The nvme driver fills model and serial after its probe: wait a bit.
+ * False if the device went away meanwhile.  (nph_device_read clears *D
+ * first: the address it reads must not be D's own.)
+ */
+static bool wait_identity(NphDevice *d, double timeout_s)
 {
     double deadline = now_s() + timeout_s;
     struct timespec ts = { 0, 50 * 1000000L };
+    char bdf[NPH_BDF_LEN];
 
+    snprintf(bdf, sizeof(bdf), "%s", d->bdf);
     while ((!d->model[0] || !d->serial[0]) && now_s() < deadline &&
            (!d->driver[0] || !strcmp(d->driver, "nvme"))) {
         nanosleep(&ts, NULL);
-        if (!nph_device_read(d->bdf, d)) {
-            return;
+        if (!nph_device_read(bdf, d)) {
+            return false;
         }
     }
+    return true;
 }
 
 static void handle_nvme(const Policy *pol, const char *bdf)
@@ -542,8 +549,9 @@ static void handle_nvme(const Policy *pol, const char *bdf)
              "alone", d.class_code);
         return;
     }
-    if (needs_identity(pol)) {
-        wait_identity(&d, 10);
+    if (needs_identity(pol) && !wait_identity(&d, 10)) {
+        step(bdf, "gone", "gone while waiting for its model and serial");
+        return;
     }
     step(bdf, "inserted", "NVMe %04x:%04x, slot %s, model %s, serial %s",
          d.vendor, d.device, d.slot[0] ? d.slot : "-",

@@ -5,11 +5,14 @@
 #
 #   BUILD_DIR/nested/vmlinuz   the kernel linux-image-amd64 depends on
 #   BUILD_DIR/nested/l1.img    initramfs: busybox-static, the modules of
-#                              vfio-pci, vfio_iommu_type1, nvme and
-#                              e1000e (with their dependencies, from
-#                              modules.dep), the
-#                              fork's qemu-system-x86_64 (stripped) with
-#                              the loader and the libraries ldd names,
+#                              vfio-pci, vfio_iommu_type1, nvme, e1000e
+#                              and ext4 (a file system L1 can mount: a
+#                              host that uses its drive; with their
+#                              dependencies, from modules.dep), the
+#                              fork's qemu-system-x86_64 and
+#                              nvme-passthru-host (stripped) with the
+#                              loader and the libraries ldd names
+#                              (libjson-c for the second),
 #                              OVMF_CODE_4M.fd for L2, and
 #                              tests/nested/l1-init as /init
 #   BUILD_DIR/nested/l1-libvirt.img
@@ -43,6 +46,7 @@ debs="$out/debs"
 root="$out/pkgs"
 init="$top/tests/nested/l1-init"
 qemu=${NESTED_QEMU:-$build/qemu-build/qemu-system-x86_64}
+host_tool=${NESTED_HOST_TOOL:-$build/tools/nvme-passthru-host}
 ovmf=/usr/share/OVMF/OVMF_CODE_4M.fd
 ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 lvconf="$top/tests/nested/libvirt"
@@ -55,7 +59,7 @@ for tool in apt-cache apt-get dpkg-deb depmod cpio gzip xz readelf ldd strip \
             sha256sum; do
     command -v "$tool" >/dev/null || die "missing tool '$tool'"
 done
-for f in "$init" "$qemu" "$ovmf" "$ovmf_vars" "$lvconf/qemu.conf" \
+for f in "$init" "$qemu" "$host_tool" "$ovmf" "$ovmf_vars" "$lvconf/qemu.conf" \
          "$lvconf/libvirtd.conf"; do
     [ -f "$f" ] || die "missing $f"
 done
@@ -81,7 +85,7 @@ lvver=$(dpkg-query -W -f '${Version}' libvirt-daemon-driver-qemu 2>/dev/null ||
 [ -n "$lvver" ] || die "libvirt is not installed (scripts/install-deps.sh)"
 want="$versions
 libvirt=$lvver
-$(sha256sum "$init" "$0" "$qemu" "$lvconf"/* | cut -d' ' -f1 | tr '\n' ' ')"
+$(sha256sum "$init" "$0" "$qemu" "$host_tool" "$lvconf"/* | cut -d' ' -f1 | tr '\n' ' ')"
 
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ -f "$out/l1.img" ] &&
    [ -f "$out/l1-libvirt.img" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -136,8 +140,8 @@ for applet in $("$stage/bin/busybox" --list); do
     [ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
 done
 
-# modules, dependencies first; the crypto providers nvme's t10-pi asks
-# for by name (there is no modprobe to load them on demand)
+# modules, dependencies first; the crypto providers nvme's t10-pi and
+# ext4/jbd2 ask for by name (there is no modprobe to load them on demand)
 declare -A seen=()
 order=()
 visit() {
@@ -149,8 +153,8 @@ visit() {
     done
     order+=("$m")
 }
-for name in crc64_rocksoft_generic crct10dif_generic nvme e1000e vfio \
-            vfio_iommu_type1 vfio-pci; do
+for name in crc64_rocksoft_generic crct10dif_generic crc32c_generic nvme \
+            e1000e vfio vfio_iommu_type1 vfio-pci ext4; do
     m=$(grep -o "^[^:]*/${name//_/[-_]}\.ko[^:]*" "$moddir/modules.dep" | head -n1)
     [ -n "$m" ] || { [ "${name%_generic}" != "$name" ] && continue; die "no module $name"; }
     visit "$m"
@@ -167,16 +171,22 @@ for m in "${order[@]}"; do
 done
 say "modules: $(tr '\n' ' ' <"$stage/lib/modules/load-order")"
 
-# the fork's QEMU for L2, with what the dynamic loader needs
-strip -o "$stage/usr/bin/qemu-system-x86_64" "$qemu"
-ldd "$qemu" | awk '/=> \//{ print $3 } /^\t\/.*ld-linux/{ print $1 }' |
-while read -r lib; do
-    cp -L "$lib" "$stage/lib/$(basename "$lib")"
-done
-interp=$(readelf -l "$qemu" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
-[ -n "$interp" ] || die "no program interpreter in $qemu"
-mkdir -p "$stage/$(dirname "$interp")"
-cp -L "$interp" "$stage$interp"
+# pack BINARY: stripped into usr/bin, with what the dynamic loader needs
+pack() {
+    local bin=$1 lib interp
+    strip -o "$stage/usr/bin/$(basename "$bin")" "$bin"
+    ldd "$bin" | awk '/=> \//{ print $3 } /^\t\/.*ld-linux/{ print $1 }' |
+    while read -r lib; do
+        cp -L "$lib" "$stage/lib/$(basename "$lib")"
+    done
+    interp=$(readelf -l "$bin" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
+    [ -n "$interp" ] || die "no program interpreter in $bin"
+    mkdir -p "$stage/$(dirname "$interp")"
+    cp -L "$interp" "$stage$interp"
+}
+# the fork's QEMU for L2; the host command (tests/nested/host-command-*)
+pack "$qemu"
+pack "$host_tool"
 cp "$ovmf" "$stage/usr/share/OVMF/"
 
 cp "$init" "$stage/init"

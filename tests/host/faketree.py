@@ -94,7 +94,8 @@ class Tree:
             if driver == "vfio-pci":
                 self.write(f"dev/vfio/{group}", "")
         if slot is not None:
-            self.write(f"sys/bus/pci/slots/{slot}/address", bdf[:12] + "\n")
+            # as the kernel writes it: dddd:bb:ss, no function
+            self.write(f"sys/bus/pci/slots/{slot}/address", bdf[:10] + "\n")
         return d
 
     def bind(self, bdf, drv):

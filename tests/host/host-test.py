@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -144,6 +145,39 @@ def list_text(tmp):
         f"shared with {B} (vfio-pci): a hotplug device must be alone in "
         "its group (put it behind a port with ACS)",
         f"{B}  144d:a808  -  (model unknown: not on the nvme driver)"])
+
+
+@test
+def list_slot_addresses(tmp):
+    """a slot's address as the kernel writes it: dddd:bb:ss names the
+    drive's slot, dddd:bb (a bus-wide slot) too; another device number
+    or bus does not"""
+    t, c = host(tmp)                            # A: slot 3, 0000:01:00
+    t.pci(B, group=2)                           # 0000:02:00.0
+    t.write("sys/bus/pci/slots/0-2/address", "0000:02\n")
+    t.pci("0000:03:00.0", group=3)
+    t.write("sys/bus/pci/slots/9/address", "0000:03:01\n")
+    t.write("sys/bus/pci/slots/8/address", "0000:30:00\n")
+    rc, j, err = run_json(t, "list")
+    eq(rc, 0)
+    eq([(d["bdf"], d["slot"]) for d in j["devices"]],
+       [(A, "3"), (B, "0-2"), ("0000:03:00.0", None)])
+
+
+@test
+def list_unidentified_controller(tmp):
+    """a controller the nvme driver has not identified yet (Linux prints
+    "(efault)" for its model, serial and firmware): unknown, not that
+    text"""
+    t = host(tmp)[0]
+    t.pci(B, group=2)
+    t.controller(B, ctrl="nvme1", model="(efault)", serial="(efault)",
+                 fw="(efault)", devnum="240:1")
+    rc, j, err = run_json(t, "list")
+    eq([(d["controller"], d["model"], d["serial"], d["firmware"])
+        for d in j["devices"]][1:], [("nvme1", None, None, None)])
+    eq(run(t, "list")[1].splitlines()[5],
+       f"{B}  144d:a808  nvme1  (model unknown: not on the nvme driver)")
 
 
 @test
@@ -826,6 +860,27 @@ def watch_matches_identity(tmp):
        (0, ["watching", "inserted", "enabled", "port", "added"]))
     eq(steps[0][2], f"VM vm1 (QMP {tmp}/vm1.qmp), 2 allow lines; uevents "
        f"from {t.p('uevents')}")
+
+
+@test
+def watch_waits_for_identity(tmp):
+    """allowed by serial, a drive whose identity the nvme driver has not
+    read yet (the kernel shows "(efault)" at the add uevent): watch waits
+    for it, then places the drive"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow serial=S4EW*\n")
+    k = FakeKernel(t)
+    insert(t, model="(efault)", serial="(efault)", fw="(efault)")
+    later = threading.Timer(0.5, lambda: t.controller(A))
+    try:
+        later.start()
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        later.join()
+        k.stop()
+        qmp.stop()
+    eq((rc, steps[1], [s[1] for s in steps[2:]]), (0, (
+        A, "inserted", "NVMe 144d:a808, slot 3, model Samsung SSD 970 EVO "
+        "Plus 1TB, serial S4EWNX0R123456"), ["enabled", "port", "added"]))
 
 
 @test

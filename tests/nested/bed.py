@@ -8,7 +8,8 @@
           and rp2 (image files), an e1000e on rp3 (the non-NVMe device),
           rp4 empty (for a device_add in L0), and on rp5 a two-function
           device that shares one IOMMU group: an e1000e at 0.0
-          (multifunction=on) and an NVMe (serial bed5) at 0.1
+          (multifunction=on) and an NVMe (serial bed5) at 0.1;
+          Bed(spare_ports=N): N more empty ports, rp6.. at 00:15.0..
      L1   Debian's kernel (intel_iommu=on iommu=pt), one vCPU, vfio-pci,
           the fork's QEMU; its agent (tests/nested/l1-init) on ttyS1
      L2   the fork's QEMU in qtest mode, started by L1 against a real
@@ -366,11 +367,15 @@ def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
 
 
 class Bed:
-    def __init__(self, name, l1_mem_mib=1024, image="l1.img"):
+    def __init__(self, name, l1_mem_mib=1024, image="l1.img", spare_ports=0):
         """IMAGE: L1's initramfs in build/nested (l1-libvirt.img: with
-        libvirt)."""
+        libvirt).  SPARE_PORTS: empty root ports after rp5, for more
+        device_adds in L0."""
         self.name = name
         self.image = image
+        self.slots = dict(SLOTS)
+        for n in range(6, 6 + spare_ports):
+            self.slots[n] = "%x" % (0x10 + n - 1)
         self.run_dir = h.new_run_dir("nested-" + name)
         self.mem = l1_mem_mib
         self.proc = None
@@ -405,7 +410,7 @@ class Bed:
                "-chardev", sock("l2qmp"), "-serial", "chardev:l2qmp",
                "-chardev", sock("l2qt"), "-serial", "chardev:l2qt",
                "-qmp", "unix:%s,server=on,wait=off" % self.p("l0qmp.sock")]
-        for n, slot in SLOTS.items():
+        for n, slot in self.slots.items():
             cmd += ["-device", "pcie-root-port,id=l0rp%d,bus=pcie.0,"
                     "chassis=%d,addr=0x%s" % (n, n, slot)]
         for i in (1, 2):
@@ -517,7 +522,7 @@ class Bed:
     def slot_bdf(self, n, fn=0):
         """L1's address of function FN of the device behind L0's root
         port rp N."""
-        return self.sh("below %s %d" % (SLOTS[n], fn))[0].strip()
+        return self.sh("below %s %d" % (self.slots[n], fn))[0].strip()
 
     def group_devices(self, bdf):
         """The devices in BDF's IOMMU group in L1, sorted."""
@@ -530,6 +535,17 @@ class Bed:
                       "basename \"$(readlink /sys/bus/pci/devices/%s/driver)\""
                       % (bdf, bdf))
         return out[0].strip(), out[1].strip() if len(out) > 1 else ""
+
+    def nvme_disk(self, bdf, timeout=30):
+        """The namespace block device (nvmeXn1) of the NVMe BDF on nvme in
+        L1, once /dev has it."""
+        disk = h.wait_for(lambda: self.sh(
+            "ls /sys/bus/pci/devices/%s/nvme/*/ 2>/dev/null | "
+            "grep '^nvme[0-9]*n1$'" % bdf, check=False), timeout,
+            "nvme disk of %s in L1" % bdf, step=0.5)[0].strip()
+        h.wait_for(lambda: self.ok("test -b /dev/%s" % disk), 10,
+                   "/dev/%s" % disk, step=0.5)
+        return disk
 
     def bind(self, bdf, driver):
         """Bind BDF to DRIVER in L1; for vfio-pci returns /dev/vfio/N."""
@@ -561,6 +577,37 @@ class Bed:
 
 # --------------------------------------------------------------------------
 # the main of a nested test
+
+
+class Run:
+    """The state of a nested test file that runs one L2 at a time: .bed,
+    .l2, .times; close() and evidence() for tap_main.  EVIDENCE: the L1
+    shell commands whose output a failure shows."""
+    EVIDENCE = ("dmesg | tail -n 8",)
+
+    def __init__(self):
+        self.bed = None
+        self.l2 = None
+        self.times = {}
+
+    def close(self):
+        if self.l2:
+            try:
+                self.l2.stop()
+            except Exception:   # noqa: BLE001
+                pass
+        if self.bed:
+            self.bed.stop()
+
+    def evidence(self):
+        out = []
+        if self.l2:
+            out.append("L2 log: " + self.l2.log_tail())
+            out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
+                                          for _, e in self.l2.qmp.events[-6:]])
+        if self.bed:
+            out += self.bed.evidence(self.EVIDENCE)
+        return out
 
 
 def tap_main(run, tests, required=("boot",)):

@@ -101,6 +101,49 @@ def guest_enable(qt, n):
     return cls
 
 
+def hot_add(qmp, qt, host, n=1, dev="nvme0", driver="vfio-nvme"):
+    """device_add DRIVER (host=HOST) on rp N: the port is adding until the
+    guest enables the device, then the add completes.  Returns (class,
+    seconds device_add took, the port while adding)."""
+    m = qmp.mark()
+    t0 = time.monotonic()
+    qmp.cmd("device_add", driver=driver, id=dev, bus=port_id(n), host=host)
+    t_reply = time.monotonic() - t0
+    qmp.wait_hotplug(dev, "add", ("started",), 30, m)
+    state = port_state(qmp, n)
+    if state["state"] != "adding":
+        raise NvmeError("port rp%d while adding: %s" % (n, state))
+    done = [e for _, e in qmp.events[m:] if e["event"] == "PASSTHRU_HOTPLUG"
+            and e["data"].get("phase") == "completed"]
+    if done:
+        raise NvmeError("the add completed before the guest enabled the "
+                        "device: %s" % done)
+    cls = guest_enable(qt, n)
+    _, ev, _ = qmp.wait_hotplug(dev, "add", timeout=30, since=m)
+    if ev["data"]["phase"] != "completed":
+        raise NvmeError("add: %s" % ev["data"])
+    return cls, t_reply, state
+
+
+def remove_orderly(qmp, qt, dev, n, timeout=30):
+    """device_del DEV on rp N, the guest ejects (ACPI), DEVICE_DELETED;
+    the port is empty again."""
+    m = qmp.mark()
+    qmp.cmd("device_del", id=dev)
+    qmp.wait_hotplug(dev, "remove", ("started",), timeout, m)
+    if acpi_down(qt, qmp, n) != 1:
+        raise NvmeError("ACPI did not ask for the eject")
+    acpi_eject(qt, qmp, n)
+    _, ev, _ = qmp.wait_hotplug(dev, "remove", timeout=timeout, since=m)
+    if ev["data"]["phase"] != "completed":
+        raise NvmeError("remove: %s" % ev["data"])
+    qmp.wait_event(lambda e: e["event"] == "DEVICE_DELETED"
+                   and e.get("data", {}).get("device") == dev, timeout, m,
+                   "DEVICE_DELETED %s" % dev)
+    if port_state(qmp, n)["state"] != "empty":
+        raise NvmeError("rp%d after the removal: %s" % (n, port_state(qmp, n)))
+
+
 class Nvme:
     """Polled NVMe driver on the device behind rp N, through BAR 0."""
 

@@ -27,12 +27,12 @@ TESTS = ["boot", "hot-add", "refusals", "orderly-removal",
 PCI_UNBIND_S = 1.0      # plain vfio-pci: host unbind -> surprise removal
 
 
-class Run:
+class Run(B.Run):
+    EVIDENCE = ("dmesg | tail -n 8", "dmesg | grep -i aer | tail -n 6")
+
     def __init__(self):
-        self.bed = None
-        self.l2 = None
+        super().__init__()
         self.bdf = None         # the NVMe behind L0's rp1, in L1
-        self.times = {}
 
     # ---- helpers ----
 
@@ -47,23 +47,7 @@ class Run:
 
     def hot_add(self, host, n=1, dev="nvme0", driver="vfio-nvme"):
         """device_add DRIVER on rp N of L2; the guest enables it."""
-        qmp, qt = self.l2.qmp, self.l2.qt
-        m = qmp.mark()
-        t0 = h.now()
-        qmp.cmd("device_add", driver=driver, id=dev, bus="rp%d" % n,
-                host=host)
-        t_reply = h.now() - t0
-        _, ev, _ = qmp.wait_hotplug(dev, "add", ("started",), 30, m)
-        state = self.port(n)
-        check(state["state"] == "adding", "port rp%d: %s" % (n, state))
-        check(not qmp.events[m:] or all(
-            e[1]["data"].get("phase") != "completed"
-            for e in qmp.events[m:] if e[1]["event"] == "PASSTHRU_HOTPLUG"),
-            "the add completed before the guest enabled the device")
-        cls = Q.guest_enable(qt, n)
-        _, ev, _ = qmp.wait_hotplug(dev, "add", timeout=30, since=m)
-        check(ev["data"]["phase"] == "completed", "add: %s" % ev["data"])
-        return cls, t_reply, state
+        return Q.hot_add(self.l2.qmp, self.l2.qt, host, n, dev, driver)
 
     def port(self, n):
         return Q.port_state(self.l2.qmp, n)
@@ -206,23 +190,11 @@ class Run:
                 "answers", errs)
 
     def t_orderly_removal(self):
-        qmp, qt = self.l2.qmp, self.l2.qt
-        m = qmp.mark()
-        qmp.cmd("device_del", id="nvme0")
-        qmp.wait_hotplug("nvme0", "remove", ("started",), 30, m)
-        check(Q.acpi_down(qt, qmp, 1) == 1, "ACPI did not ask for the eject")
-        Q.acpi_eject(qt, qmp, 1)
-        _, ev, _ = qmp.wait_hotplug("nvme0", "remove", timeout=30, since=m)
-        check(ev["data"]["phase"] == "completed", "remove %s" % ev["data"])
-        qmp.wait_event(lambda e: e["event"] == "DEVICE_DELETED", 30, m)
+        Q.remove_orderly(self.l2.qmp, self.l2.qt, "nvme0", 1)
         self.l2.stop()
         self.l2 = None
         self.bed.bind(self.bdf, "nvme")
-        disk = h.wait_for(lambda: self.bed.sh(
-            "ls /sys/bus/pci/devices/%s/nvme/*/ 2>/dev/null | grep '^nvme[0-9]*n1$'"
-            % self.bdf, check=False), 30, "nvme disk in L1", step=0.5)[0]
-        h.wait_for(lambda: self.bed.ok("test -b /dev/%s" % disk), 10,
-                   "/dev/%s" % disk, step=0.5)
+        disk = self.bed.nvme_disk(self.bdf)
         out = self.bed.sh("dd if=/dev/%s of=/tmp/blk bs=512 skip=%d count=1 "
                           "2>&1 >/dev/null | grep -v records; tr -d Z </tmp/blk "
                           "| wc -c; wc -c </tmp/blk" % (disk, LBA))
@@ -298,12 +270,7 @@ class Run:
         # the port is still usable: an NVMe goes in and out
         self.bed.bind(other, "vfio-pci")
         self.hot_add(other, n=2, dev="pci2", driver="vfio-pci")
-        m = qmp.mark()
-        qmp.cmd("device_del", id="pci2")
-        qmp.wait_hotplug("pci2", "remove", ("started",), 30, m)
-        Q.acpi_eject(self.l2.qt, qmp, 2)
-        qmp.wait_event(lambda e: e["event"] == "DEVICE_DELETED", 30, m)
-        check(self.port(2)["state"] == "empty", "rp2 %s" % self.port(2))
+        Q.remove_orderly(qmp, self.l2.qt, "pci2", 2)
         for bdf, drv in ((other, "nvme"), (nvme5, "nvme"), (nic5, "e1000e"),
                          (nic, "e1000e")):
             self.bed.bind(bdf, drv)
@@ -391,26 +358,6 @@ class Run:
                 % (tc - t0, ev["data"].get("cause")),
                 ["HMP: %r" % out, "reason: %s" % ev["data"].get("reason")]
                 + aer)
-
-    def close(self):
-        if self.l2:
-            try:
-                self.l2.stop()
-            except Exception:   # noqa: BLE001
-                pass
-        if self.bed:
-            self.bed.stop()
-
-    def evidence(self):
-        out = []
-        if self.l2:
-            out.append("L2 log: " + self.l2.log_tail())
-            out.append("L2 events: %s" % [e["event"] + str(e.get("data", ""))
-                                          for _, e in self.l2.qmp.events[-6:]])
-        if self.bed:
-            out += self.bed.evidence(["dmesg | tail -n 8",
-                                      "dmesg | grep -i aer | tail -n 6"])
-        return out
 
 
 def main():
