@@ -86,27 +86,6 @@ static const char *libvirt_error(void)
     return msg ? msg : "unknown libvirt error";
 }
 
-/* All of S is a number in BASE 10 or 16 ("0x" allowed in 16) */
-static bool parse_u64(const char *s, int base, uint64_t *out)
-{
-    unsigned long long v;
-    int n = -1;
-
-    if (!isxdigit((unsigned char)s[0])) {
-        return false;
-    }
-    if (base == 16) {
-        sscanf(s, "%llx%n", &v, &n);
-    } else {
-        sscanf(s, "%llu%n", &v, &n);
-    }
-    if (n < 0 || s[n]) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
@@ -966,7 +945,7 @@ int main(int argc, char **argv)
             opt.json = true;
             break;
         case 't':
-            if (!parse_u64(optarg, 10, &num) || num > 86400) {
+            if (!nph_parse_u64(optarg, 10, &num) || num > 86400) {
                 fprintf(stderr, "%s: --timeout wants seconds (0-86400), "
                         "not '%s'\n", progname, optarg);
                 return EXIT_REFUSED;
