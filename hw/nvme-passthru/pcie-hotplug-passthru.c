@@ -298,46 +298,32 @@ static void set_removal(Object *obj, int value, Error **errp)
     }
 }
 
-static void get_unplug_timeout(Object *obj, Visitor *v, const char *name,
-                               void *opaque, Error **errp)
+/*
+ * unplug-timeout-ms and add-timeout-ms: @opaque is the field's offset in
+ * the port.  A new value applies to the pending operation at once,
+ * counted from its start.
+ */
+static uint32_t *timeout_field(Object *obj, void *opaque)
 {
-    visit_type_uint32(v, name, &PCIE_HOTPLUG_PASSTHRU(obj)->unplug_timeout_ms,
-                      errp);
+    return (uint32_t *)((char *)obj + (uintptr_t)opaque);
 }
 
-static void set_unplug_timeout(Object *obj, Visitor *v, const char *name,
-                               void *opaque, Error **errp)
+static void get_timeout(Object *obj, Visitor *v, const char *name,
+                        void *opaque, Error **errp)
 {
-    PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(obj);
+    visit_type_uint32(v, name, timeout_field(obj, opaque), errp);
+}
+
+static void set_timeout(Object *obj, Visitor *v, const char *name,
+                        void *opaque, Error **errp)
+{
     uint32_t value;
 
     if (!visit_type_uint32(v, name, &value, errp)) {
         return;
     }
-    p->unplug_timeout_ms = value;
-    /* A pending orderly removal gets the new timeout, from its start */
-    passthru_op_timer_update(p);
-}
-
-static void get_add_timeout(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
-{
-    visit_type_uint32(v, name, &PCIE_HOTPLUG_PASSTHRU(obj)->add_timeout_ms,
-                      errp);
-}
-
-static void set_add_timeout(Object *obj, Visitor *v, const char *name,
-                            void *opaque, Error **errp)
-{
-    PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(obj);
-    uint32_t value;
-
-    if (!visit_type_uint32(v, name, &value, errp)) {
-        return;
-    }
-    p->add_timeout_ms = value;
-    /* A pending add gets the new timeout, from its start */
-    passthru_op_timer_update(p);
+    *timeout_field(obj, opaque) = value;
+    passthru_op_timer_update(PCIE_HOTPLUG_PASSTHRU(obj));
 }
 
 /* Lifecycle */
@@ -441,14 +427,16 @@ static void passthru_class_init(ObjectClass *klass, const void *data)
         "What device_del does: orderly (ask the guest) or surprise "
         "(take the device away at once)");
     object_class_property_add(klass, "unplug-timeout-ms", "uint32",
-                              get_unplug_timeout, set_unplug_timeout,
-                              NULL, NULL);
+                              get_timeout, set_timeout, NULL,
+                              (void *)offsetof(PCIEHotplugPassthru,
+                                               unplug_timeout_ms));
     object_class_property_set_description(klass, "unplug-timeout-ms",
         "Turn an orderly removal the guest has not completed after this "
         "many ms into a surprise removal (0: wait forever)");
     object_class_property_add(klass, "add-timeout-ms", "uint32",
-                              get_add_timeout, set_add_timeout,
-                              NULL, NULL);
+                              get_timeout, set_timeout, NULL,
+                              (void *)offsetof(PCIEHotplugPassthru,
+                                               add_timeout_ms));
     object_class_property_set_description(klass, "add-timeout-ms",
         "Fail a hot-add that the guest has not completed (enabled the "
         "device) after this many ms, and take the device away (0: wait "
