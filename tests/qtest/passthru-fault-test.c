@@ -252,10 +252,6 @@ static void test_fault(const void *data)
 
 int main(int argc, char **argv)
 {
-    static const Mode modes[] = {
-        { .name = "acpi", .native = false },
-        { .name = "native", .native = true },
-    };
     static Case cases[ARRAY_SIZE(modes) * STAGE__MAX * FAULT__MAX];
     int m, s, f, i = 0;
 

@@ -240,10 +240,6 @@ static void test_surprise(const void *data)
 
 int main(int argc, char **argv)
 {
-    static const Mode modes[] = {
-        { .name = "acpi", .native = false },
-        { .name = "native", .native = true },
-    };
     int i;
 
     g_test_init(&argc, &argv, NULL);

@@ -886,10 +886,6 @@ static void test_remove_timeout_changed(const void *data)
 
 int main(int argc, char **argv)
 {
-    static const Mode modes[] = {
-        { .name = "acpi", .native = false },
-        { .name = "native", .native = true },
-    };
     int i;
 
     g_test_init(&argc, &argv, NULL);

@@ -14,6 +14,11 @@
 #include "qemu/units.h"
 #include "harness.h"
 
+const Mode modes[N_MODES] = {
+    { .name = "acpi", .native = false },
+    { .name = "native", .native = true },
+};
+
 const char REASON_ANY[] = "<any reason>";
 const char *const port_ids[MAX_PORTS + 1] = { NULL, "rp1", "rp2" };
 

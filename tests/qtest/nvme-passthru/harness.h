@@ -65,6 +65,10 @@ typedef struct Mode {
     bool native;
 } Mode;
 
+/* Both signalling modes, ACPI first: tests run in each */
+#define N_MODES 2
+extern const Mode modes[N_MODES];
+
 typedef enum ServerKind {
     SERVER_NVME,            /* exports an emulated NVMe controller */
     SERVER_NIC,             /* exports an e1000e: class 02:00:00 */
