@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 #
-# What the build tests share (sourced, not run): a scratch folder removed
+# What the shell tests share (sourced, not run): a scratch folder removed
 # at exit, and TAP output.
 #
 #   result STATUS DESCRIPTION   "ok N - ..." if STATUS is 0, else "not ok"

@@ -19,19 +19,14 @@ targets="nvme-passthru-hotplug-acpi nvme-passthru-hotplug-native
     vfio-user-nvme-server"
 runs=${FUZZ_SMOKE_RUNS:-1000}
 secs=${FUZZ_SMOKE_SECONDS:-40}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
+. "$top/tests/build/tap.sh"
 
-result() {
-    n=$((n + 1))
-    if [ "$1" = 0 ]; then
-        echo "ok $n - $2"
-    else
-        echo "not ok $n - $2"
+# result_log STATUS DESCRIPTION LOG: result, and what went wrong in LOG
+result_log() {
+    result "$1" "$2"
+    [ "$1" = 0 ] ||
         sed -n '/ERROR\|runtime error\|SUMMARY\|#[0-9]/p' "$3" | tail -n 12 |
-            sed 's/^/# /'
-    fi
+            note
 }
 
 cov_of() {
@@ -50,7 +45,7 @@ for t in $targets; do
     "$bin" --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
     rc=$?
     cat "$log"
-    result $rc "$t: the $count inputs of the seed corpus replay ($(cov_of "$log"))" "$log"
+    result_log $rc "$t: the $count inputs of the seed corpus replay ($(cov_of "$log"))" "$log"
 
     log="$tmp/$t-smoke.log"
     "$bin" --fuzz-target="$t" -runs="$runs" -seed=1 -max_len=1024 \
@@ -59,5 +54,6 @@ for t in $targets; do
     rc=$?
     cat "$log"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-    result $rc "$t: ${execs:-?} executions from seed 1 find no crash ($(cov_of "$log"))" "$log"
+    result_log $rc "$t: ${execs:-?} executions from seed 1 find no crash ($(cov_of "$log"))" "$log"
 done
+tap_end
