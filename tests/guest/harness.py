@@ -259,12 +259,7 @@ class Qmp:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         wait_for(lambda: try_connect(self.sock, path), timeout, "QMP socket")
         self.file = self.sock.makefile("rb")
-        self.log = log
-        self.events = []           # (host time, event dict)
-        self.cond = threading.Condition()
-        self.replies = queue.Queue()
-        self.lock = threading.Lock()
-        self.closed = False
+        self._init_state(log)
         greeting = json.loads(self.file.readline())
         if "QMP" not in greeting:
             raise HarnessError("no QMP greeting: %r" % greeting)
@@ -272,26 +267,41 @@ class Qmp:
         self.thread.start()
         self.cmd("qmp_capabilities")
 
-    def _reader(self):
-        try:
-            for raw in self.file:
-                t = now()
-                if self.log:
-                    self.log.write("%.3f <- %s" % (t, raw.decode(errors="replace")))
-                    self.log.flush()
-                msg = json.loads(raw)
-                if "event" in msg:
-                    with self.cond:
-                        self.events.append((t, msg))
-                        self.cond.notify_all()
-                else:
-                    self.replies.put((t, msg))
-        except (OSError, ValueError):
-            pass
+    def _init_state(self, log):
+        self.log = log
+        self.events = []           # (host time, event dict)
+        self.cond = threading.Condition()
+        self.replies = queue.Queue()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def _dispatch(self, raw):
+        """One line from QEMU, an event or a reply (ValueError: no JSON)."""
+        t = now()
+        if self.log:
+            self.log.write("%.3f <- %s\n" % (t, raw.rstrip("\n")))
+            self.log.flush()
+        msg = json.loads(raw)
+        if "event" in msg:
+            with self.cond:
+                self.events.append((t, msg))
+                self.cond.notify_all()
+        else:
+            self.replies.put((t, msg))
+
+    def _reader_done(self):
         self.closed = True
         self.replies.put((now(), None))
         with self.cond:
             self.cond.notify_all()
+
+    def _reader(self):
+        try:
+            for raw in self.file:
+                self._dispatch(raw.decode(errors="replace"))
+        except (OSError, ValueError):
+            pass
+        self._reader_done()
 
     def send(self, name, **args):
         """Run one command: return (reply dict, seconds it took)."""

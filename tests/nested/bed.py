@@ -137,13 +137,7 @@ class LineQmp(h.Qmp):
     def __init__(self, line, timeout=60, log=None):
         self.line = line
         self.sock = line.sock
-        self.log = log
-        self.events = []
-        self.cond = threading.Condition()
-        import queue
-        self.replies = queue.Queue()
-        self.lock = threading.Lock()
-        self.closed = False
+        self._init_state(log)
         self.gen = line.gen
         end = h.now() + timeout
         while True:
@@ -166,24 +160,11 @@ class LineQmp(h.Qmp):
                 if self.line.closed or self.line.gen != self.gen:
                     break
                 continue
-            t = h.now()
-            if self.log:
-                self.log.write("%.3f <- %s\n" % (t, raw))
-                self.log.flush()
             try:
-                msg = json.loads(raw)
+                self._dispatch(raw)
             except ValueError:
                 continue
-            if "event" in msg:
-                with self.cond:
-                    self.events.append((t, msg))
-                    self.cond.notify_all()
-            else:
-                self.replies.put((t, msg))
-        self.closed = True
-        self.replies.put((h.now(), None))
-        with self.cond:
-            self.cond.notify_all()
+        self._reader_done()
 
 
 class QTest:
