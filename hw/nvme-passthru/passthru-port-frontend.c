@@ -222,16 +222,11 @@ bool passthru_frontend_check_realized(PCIEHotplugPassthru *p, PCIDevice *pdev,
 
 /* Watching the device on the port */
 
+/* vfio-pci's own config_write (every frontend has it), then the port */
 static void frontend_config_write(PCIDevice *pdev, uint32_t addr,
                                   uint32_t val, int len)
 {
-    PCIDeviceClass *pc = PCI_DEVICE_GET_CLASS(pdev);
-
-    if (pc->config_write) {
-        pc->config_write(pdev, addr, val, len);
-    } else {
-        pci_default_write_config(pdev, addr, val, len);
-    }
+    PCI_DEVICE_GET_CLASS(pdev)->config_write(pdev, addr, val, len);
     passthru_port_device_config_written(pdev);
 }
 
