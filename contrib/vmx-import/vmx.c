@@ -102,6 +102,14 @@ static void parse_line(Vmx *v, char *text, int line)
     VmxEntry *e;
 
     text[strcspn(text, "\r\n")] = '\0';
+    for (s = text; *s; s++) {
+        if (iscntrl((unsigned char)*s) && *s != '\t') {
+            line_error(v, line, "a control character (0x%02x): not a text "
+                       "line", (unsigned char)*s);
+            return;
+        }
+    }
+    s = text;
     while (isspace((unsigned char)*s)) {
         s++;
     }

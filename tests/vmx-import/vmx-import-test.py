@@ -613,7 +613,8 @@ def malformed_lines(tmp):
     t = host(tmp)
     path = vmx(tmp, {"firmware": "efi"}, add=["memsize = 512",
                                               "just some text",
-                                              'numvcpus = "2" trailing'])
+                                              'numvcpus = "2" trailing',
+                                              'guestOS = "li\x1bnux"'])
     n = len(sample_lines()) + 2
     err = refused(t, path, f"{PROG}: error: {path}:{n}: memsize: the value "
                   "must be in double quotes, found '512'")
@@ -621,7 +622,9 @@ def malformed_lines(tmp):
         "found 'just some text'")
     has(err, f"{path}:{n + 2}: numvcpus: text after the closing quote: "
         "'trailing'")
-    has(err, "3 errors: no domain written")
+    has(err, f"{path}:{n + 3}: a control character (0x1b): not a text "
+        "line")
+    has(err, "4 errors: no domain written")
 
 
 @test
