@@ -5,8 +5,8 @@
 #   make check   install what is missing, fetch and verify upstream QEMU,
 #                apply the patch queue, build, and run every test (the
 #                project's qtests also under ASan + UBSan)
-#   make build   the same, without the tests (QEMU, virt-nvme-hotplug and
-#                nvme-passthru-host)
+#   make build   the same, without the tests (QEMU, virt-nvme-hotplug,
+#                nvme-passthru-host and virt-vmx-import)
 #   make build-san  QEMU and the qtests with ASan + UBSan (qemu-build-san)
 #   make soak    1000 add/remove cycles, 200 in a real guest, 100 surprise
 #                removals: QEMU's RSS and fds at start and end
@@ -57,8 +57,16 @@ TOOL = $(BUILD_DIR)/tools/virt-nvme-hotplug
 TOOL_SRC = $(wildcard contrib/virt-nvme-hotplug/*.c) $(HOST_MOD_SRC)
 TOOL_HDR = $(wildcard contrib/virt-nvme-hotplug/*.h) $(HOST_DIR)/nvme-host.h
 TOOL_LIBS = libvirt libvirt-qemu json-c libxml-2.0
+# virt-vmx-import: a VMware .vmx as this project's libvirt domain; its
+# host checks are the host module's; the ASan + UBSan build for
+# tests/vmx-import under the sanitizers
+VMX_TOOL = $(BUILD_DIR)/tools/virt-vmx-import
+VMX_TOOL_SAN = $(BUILD_DIR)/tools-san/virt-vmx-import
+VMX_SRC = $(wildcard contrib/vmx-import/*.c) $(HOST_MOD_SRC)
+VMX_HDR = $(wildcard contrib/vmx-import/*.h) $(HOST_DIR)/nvme-host.h
+VMX_LIBS = json-c libxml-2.0
 .PHONY: tools
-tools: $(TOOL) $(HOST_TOOL) $(HOST_TOOL_SAN)
+tools: $(TOOL) $(HOST_TOOL) $(HOST_TOOL_SAN) $(VMX_TOOL) $(VMX_TOOL_SAN)
 $(TOOL): $(TOOL_SRC) $(TOOL_HDR)
 	@mkdir -p $(@D)
 	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
@@ -76,6 +84,18 @@ $(HOST_TOOL_SAN): $(HOST_SRC) $(wildcard $(HOST_DIR)/*.h)
 	    -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
 	    -Wno-format-truncation \
 	    -o $@ $(HOST_SRC) $$(pkg-config --cflags --libs json-c)
+
+$(VMX_TOOL): $(VMX_SRC) $(VMX_HDR)
+	@mkdir -p $(@D)
+	$(CC) -O2 -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation \
+	    -I$(HOST_DIR) -o $@ $(VMX_SRC) $$(pkg-config --cflags --libs $(VMX_LIBS))
+
+$(VMX_TOOL_SAN): $(VMX_SRC) $(VMX_HDR)
+	@mkdir -p $(@D)
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+	    -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter \
+	    -Wno-format-truncation -I$(HOST_DIR) \
+	    -o $@ $(VMX_SRC) $$(pkg-config --cflags --libs $(VMX_LIBS))
 
 # The sanitized build (after the normal one: one build at a time)
 build-san: build

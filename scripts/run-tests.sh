@@ -7,10 +7,11 @@
 # qtests built with ASan + UBSan (qtest-san/NAME, when
 # BUILD_DIR/qemu-build-san exists: scripts/build-qemu.sh --san), upstream's
 # qtests listed in tests/upstream-qtests, the host command's tests under
-# tests/host/, the fuzz targets' corpus replay
-# and smoke runs under tests/fuzz/, the real-guest tests under
-# tests/guest/ and the nested kernel-VFIO tests under tests/nested/.  Each
-# test's full output goes to BUILD_DIR/test-logs/NAME.log.
+# tests/host/, virt-vmx-import's under tests/vmx-import/, the fuzz
+# targets' corpus replay and smoke runs under tests/fuzz/, the real-guest
+# tests under tests/guest/ and the nested kernel-VFIO tests under
+# tests/nested/.  Each test's full output goes to
+# BUILD_DIR/test-logs/NAME.log.
 #
 # Usage: scripts/run-tests.sh [NAME-FILTER]
 
@@ -84,6 +85,18 @@ for t in "$top"/tests/host/*-test.py; do
     run "host/$(basename "$t" .py)" 5m env BUILD_DIR="$build" python3 "$t"
     run "host-san/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
         NVME_PASSTHRU_HOST_TOOL="$build/tools-san/nvme-passthru-host" \
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 python3 "$t"
+done
+
+# virt-vmx-import on the sample VMX and its variations, against the same
+# synthetic hosts; then its ASan + UBSan build (make tools)
+for t in "$top"/tests/vmx-import/*-test.py; do
+    [ -f "$t" ] || continue
+    run "vmx-import/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
+        python3 "$t"
+    run "vmx-import-san/$(basename "$t" .py)" 5m env BUILD_DIR="$build" \
+        VMX_IMPORT_TOOL="$build/tools-san/virt-vmx-import" \
         ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 python3 "$t"
 done

@@ -48,6 +48,8 @@
 /* sysfs.c: paths under the root, small file helpers */
 void nph_set_root(const char *root);
 const char *nph_root(void);             /* "" for "/" */
+/* A --root option ROOT (NULL or "": none); false with ERR if not there */
+bool nph_use_root(const char *root, char *err, size_t size);
 void NPH_PRINTF_LIKE(3, 4) nph_path(char *buf, size_t size,
                                     const char *fmt, ...);
 bool nph_read_line(const char *path, char *buf, size_t size);

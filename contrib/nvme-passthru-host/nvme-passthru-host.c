@@ -376,7 +376,7 @@ int main(int argc, char **argv)
     const char *root = getenv("NVME_PASSTHRU_HOST_ROOT");
     const char *cmd;
     uint64_t num;
-    char *end;
+    char *end, why[512];
     int c;
 
     while ((c = getopt_long(argc, argv, "jr:t:h", longopts, NULL)) != -1) {
@@ -431,13 +431,9 @@ int main(int argc, char **argv)
     cmd = argv[optind];
     argc -= optind + 1;
     argv += optind + 1;
-    if (root && root[0]) {
-        if (access(root, F_OK) < 0) {
-            fprintf(stderr, "%s: --root %s: no such folder\n", progname,
-                    root);
-            return NPH_REFUSED;
-        }
-        nph_set_root(root);
+    if (!nph_use_root(root, why, sizeof(why))) {
+        fprintf(stderr, "%s: %s\n", progname, why);
+        return NPH_REFUSED;
     }
     if (!strcmp(cmd, "list") && argc == 0) {
         return cmd_list();

@@ -38,6 +38,19 @@ const char *nph_root(void)
     return root;
 }
 
+bool nph_use_root(const char *r, char *err, size_t size)
+{
+    if (!r || !r[0]) {
+        return true;
+    }
+    if (access(r, F_OK) < 0) {
+        snprintf(err, size, "--root %s: no such folder", r);
+        return false;
+    }
+    nph_set_root(r);
+    return true;
+}
+
 void nph_path(char *buf, size_t size, const char *fmt, ...)
 {
     va_list ap;

@@ -17,13 +17,13 @@ import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from faketree import FakeKernel, Tree  # noqa: E402
 from fakeqmp import FakeQmp  # noqa: E402
+import tap  # noqa: E402
+from tap import eq, test  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -55,11 +55,6 @@ def run_json(tree, *args):
         raise AssertionError(f"not JSON (rc {rc}): {out!r} {err!r}")
 
 
-def eq(got, want, what=""):
-    if got != want:
-        raise AssertionError(f"{what}\n  got:  {got!r}\n  want: {want!r}")
-
-
 def host(tmp, iommu=True):
     """A host with the IOMMU on and one free NVMe, A, alone in group 1,
     in physical slot 3"""
@@ -82,14 +77,6 @@ def refused(t, bdf, reason):
        "driver_override untouched")
     eq(t.read("sys/bus/pci/drivers/nvme/unbind"), "", "nvme/unbind")
     eq(t.read("sys/bus/pci/drivers_probe"), "", "drivers_probe")
-
-
-TESTS = []
-
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
 
 
 # ------------------------------------------------------------------ list
@@ -1076,33 +1063,5 @@ def watch_bad_policy(tmp):
     eq(run(t, "watch")[0], 2)
 
 
-def main():
-    only = sys.argv[1:]
-    tests = [t for t in TESTS if not only or t.__name__ in only]
-    print(f"1..{len(tests)}")
-    failed = 0
-    if not os.access(TOOL, os.X_OK):
-        print(f"# {TOOL} is missing: run make build")
-    for i, fn in enumerate(tests, 1):
-        tmp = tempfile.mkdtemp(prefix="nph-")
-        desc = f"{fn.__name__}: {' '.join(fn.__doc__.split())}"
-        try:
-            if not os.access(TOOL, os.X_OK):
-                raise AssertionError(f"{TOOL} is missing (make build)")
-            fn(tmp)
-            print(f"ok {i} - {desc}")
-        except Exception as e:
-            failed += 1
-            print(f"not ok {i} - {desc}")
-            detail = str(e) if isinstance(e, AssertionError) else \
-                traceback.format_exc()
-            for line in detail.splitlines():
-                print(f"#   {line}")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.main(TOOL, "nph-", "build"))
