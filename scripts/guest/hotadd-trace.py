@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Where a vfio-user hot-add's time goes: its round trips to the server.
+
+Boots one UEFI guest (tests/guest/harness.py) with a passthrough port
+rp1 and a stock pcie-root-port sp1, and hot-adds an NVMe served by a
+vfio-user server (QEMU's nvme behind x-vfio-user-server) RUNS times on
+each: (a) vfio-user-nvme on rp1, (b) upstream vfio-user-pci on sp1,
+interleaved.  QEMU runs with -trace vfio_user_* and timestamps; each
+hot-add's trace, from device_add until the guest shows the disk, is cut
+into messages to the server:
+
+  waited   the sender blocked until the reply came (a vCPU or the main
+           thread, with the BQL held)
+  posted   sent without waiting (posted region writes, MSI-X mask and
+           unmask, DMA maps inside a memory transaction)
+
+by kind (config read/write, BAR read/write, SET_IRQS, region info,
+...), with the time spent waiting (send to reply, as the client traced
+them).  Prints a Markdown table per configuration: the median count and
+wait of each kind over the runs.  Trace files stay in the run folder.
+
+Usage: scripts/guest/hotadd-trace.py [--mode acpi|native] [--runs N]
+"""
+
+import argparse
+import collections
+import os
+import re
+import statistics
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "tests", "guest"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import harness as h  # noqa: E402
+
+COMMANDS = {1: "VERSION", 2: "DMA_MAP", 3: "DMA_UNMAP", 4: "DEVICE_GET_INFO",
+            5: "GET_REGION_INFO", 6: "GET_REGION_IO_FDS", 7: "GET_IRQ_INFO",
+            8: "SET_IRQS", 9: "REGION_READ", 10: "REGION_WRITE",
+            13: "DEVICE_RESET"}
+REGIONS = {0: "BAR0", 7: "config"}
+LINE = re.compile(r"\S*T(\d+):(\d+):(\d+\.\d+)Z (\w+)\s+(.*)")
+
+
+def parse(text):
+    """{kind: [waits in ms]} of answered messages, {kind: count} posted."""
+    sent = {}           # id -> (time, kind)
+    waited = collections.defaultdict(list)
+    kind = None
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m:
+            continue
+        t = (int(m.group(1)) * 3600 + int(m.group(2)) * 60
+             + float(m.group(3)))
+        ev, rest = m.group(4), m.group(5)
+        if ev == "vfio_user_region_rw":
+            region = int(rest.split()[1])
+            kind = "region %s" % REGIONS.get(region, str(region))
+        elif ev == "vfio_user_send_write":
+            sent[rest.split()[1]] = (t, kind)
+            kind = None
+        elif ev == "vfio_user_recv_hdr":
+            r = re.search(r"id (0x[0-9a-f]+) cmd (0x[0-9a-f]+)", rest)
+            if r and r.group(1) in sent:
+                t0, k = sent.pop(r.group(1))
+                cmd = COMMANDS.get(int(r.group(2), 16), r.group(2))
+                if cmd in ("REGION_READ", "REGION_WRITE"):
+                    cmd = "%s %s" % (cmd, (k or "?").split()[-1])
+                waited[cmd].append((t - t0) * 1000)
+    posted = collections.Counter("posted" for _ in sent)
+    return waited, posted
+
+
+def trace_since(vm, pos):
+    with open(vm.p("qemu.log")) as f:
+        f.seek(pos)
+        return f.read()
+
+
+def log_end(vm):
+    with open(vm.p("qemu.log")) as f:
+        f.seek(0, 2)
+        return f.tell()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mode", default="acpi", choices=("acpi", "native"))
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    run = h.new_run_dir("hotadd-trace-" + args.mode)
+    extra = ["-device", "pcie-root-port,id=sp1,bus=pcie.0,chassis=21,"
+             "io-reserve=0,mem-reserve=2M",
+             "-msg", "timestamp=on", "-trace", "vfio_user_*"]
+    vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, extra_args=extra,
+              name="vm")
+    servers = []
+    stats = {c: collections.defaultdict(list) for c in "ab"}
+    posted = {c: [] for c in "ab"}
+    adds = {c: [] for c in "ab"}
+    try:
+        vm.start(boot_timeout=240)
+        for i in range(args.runs):
+            for cfg in "ab":
+                srv = h.Server(run, h.make_image(os.path.join(
+                    run, "s%d.img" % len(servers)), 16),
+                    name="s%d" % len(servers)).start()
+                servers.append(srv)
+                dev = "d%s%d" % (cfg, i)
+                pos = log_end(vm)
+                if cfg == "a":
+                    r = h.hot_add(vm, "rp1", srv, dev_id=dev)
+                else:
+                    r = h.hot_add_device(vm, dev, "vfio-user-pci", bus="sp1",
+                                         socket={"type": "unix",
+                                                 "path": srv.sock})
+                text = trace_since(vm, pos)
+                with open(os.path.join(run, "trace-%s.txt" % dev), "w") as f:
+                    f.write(text)
+                waited, p = parse(text)
+                kinds = set(stats[cfg]) | set(waited)
+                for k in kinds:
+                    stats[cfg][k].append(waited.get(k, []))
+                posted[cfg].append(p["posted"])
+                adds[cfg].append(r["host_disk_s"] * 1000)
+                if cfg == "a":
+                    h.remove_orderly(vm, dev, r["bdf"], r["disk"])
+                    if args.mode == "native":
+                        h.wait_port_empty(vm, "rp1", 30)
+                else:
+                    h.remove_device(vm, dev, r["bdf"], r["disk"])
+                srv.stop()
+    finally:
+        vm.shutdown()
+        for s in servers:
+            s.stop()
+
+    names = {"a": "(a) vfio-user-nvme on pcie-hotplug-passthru",
+             "b": "(b) vfio-user-pci on pcie-root-port"}
+    print("## vfio-user round trips of one hot-add (%s, N=%d, medians)\n"
+          % (args.mode, args.runs))
+    for cfg in "ab":
+        rows = stats[cfg]
+        print("%s: device_add -> disk in the guest %.0f ms (host clock)\n"
+              % (names[cfg], statistics.median(adds[cfg])))
+        print("| message | waited for | wait, ms |")
+        print("|---|---|---|")
+        total_n, total_ms = [], []
+        for i in range(args.runs):
+            total_n.append(sum(len(v[i]) for v in rows.values()
+                               if len(v) > i))
+            total_ms.append(sum(sum(v[i]) for v in rows.values()
+                                if len(v) > i))
+        for k in sorted(rows, key=lambda k: -statistics.median(
+                [len(x) for x in rows[k]])):
+            print("| %s | %d | %.1f |" % (
+                k, statistics.median([len(x) for x in rows[k]]),
+                statistics.median([sum(x) for x in rows[k]])))
+        print("| **all** | **%d** | **%.1f** |" % (
+            statistics.median(total_n), statistics.median(total_ms)))
+        print("| posted (not waited for) | %d | |\n"
+              % statistics.median(posted[cfg]))
+    print("Traces: %s" % run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
