@@ -250,6 +250,41 @@ static void test_fault(const void *data)
     test_end(t);
 }
 
+/*
+ * A reset soon after a removal, while the device still waits for RCU to
+ * finalize it.  The x86 vapic's reset waits for each vCPU with
+ * run_on_cpu(), which lets go of the BQL: the RCU thread then finalizes
+ * the device, whose VFIO address space unregisters its reset handler
+ * from the reset container the reset is iterating over.  QEMU must live
+ * through it (it tripped an assertion in hw/core/resetcontainer.c), and
+ * the port must take the next device.
+ */
+#define RESET_RACE_ROUNDS   12
+#define RESET_RACE_RESETS   25
+
+static void test_reset_after_removal(const void *data)
+{
+    /* Each vCPU is a run_on_cpu() in each reset */
+    Test *t = test_start_extra(data, 1, "-smp 4");
+    int round, k;
+
+    for (round = 0; round < RESET_RACE_ROUNDS; round++) {
+        server_start(t, round, SERVER_NVME);
+        hot_add(t, 1, round, "nvme0");
+        remove_start(t, 1, "nvme0");
+        guest_eject(t, 1);
+        expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed",
+                             "qmp", NULL);
+        expect_removed(t, 1, "nvme0");
+        for (k = 0; k < RESET_RACE_RESETS; k++) {
+            qtest_qmp_assert_success(t->qts, "{'execute': 'system_reset'}");
+        }
+        port_number_bus(t, 1);
+        vm_running(t, true);
+    }
+    test_end(t);
+}
+
 int main(int argc, char **argv)
 {
     static Case cases[ARRAY_SIZE(modes) * STAGE__MAX * FAULT__MAX];
@@ -268,6 +303,12 @@ int main(int argc, char **argv)
                 i++;
             }
         }
+    }
+    for (m = 0; m < ARRAY_SIZE(modes); m++) {
+        g_autofree char *path = g_strdup_printf(
+            "/passthru-fault/%s/reset-after-removal", modes[m].name);
+
+        qtest_add_data_func(path, &modes[m], test_reset_after_removal);
     }
     return g_test_run();
 }
