@@ -108,28 +108,6 @@ class Run:
 
     # ---- the fakes (see the module's comment) --------------------------
 
-    def fake_iommu(self):
-        fake = os.path.join(self.run, "fake")
-        os.makedirs(fake)
-        lv.sh(["mount", "-t", "tmpfs", "fake", fake], check_rc=0)
-        groups = os.path.join(fake, "iommu_groups")
-        os.makedirs(os.path.join(groups, "17", "devices"))
-        lv.bind(groups, "/sys/kernel/iommu_groups")
-        # /dev: an overlay over a recursive bind of the host's /dev (its
-        # submounts, /dev/pts and /dev/shm, bound back on top)
-        lower = os.path.join(fake, "dev")
-        for d in ("dev", "upper", "work"):
-            os.makedirs(os.path.join(fake, d))
-        lv.sh(["mount", "--rbind", "/dev", lower], check_rc=0)
-        lv.sh(["mount", "-t", "overlay", "fakedev", "-o",
-               "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
-               % (lower, fake, fake), "/dev"], check_rc=0)
-        for m in ("pts", "shm", "mqueue", "hugepages"):
-            if os.path.ismount(os.path.join(lower, m)):
-                lv.bind(os.path.join(lower, m), "/dev/" + m)
-        os.makedirs("/dev/vfio", exist_ok=True)
-        open("/dev/vfio/vfio", "w").close()
-
     def fake_sysfs(self):
         """An idle NVMe bound to the host's nvme driver, alone in its IOMMU
         group, for the tool (tests/host/faketree.py)."""
@@ -166,7 +144,8 @@ class Run:
     # ---- the tests ------------------------------------------------------
 
     def t_start(self):
-        ver = self.libvirtd.start(before_daemons=self.fake_iommu)
+        ver = self.libvirtd.start(
+            before_daemons=lambda: lv.fake_iommu(self.run))
         self.xml = lv.domain_xml(self.run, self.mode)
         lv.virsh("define", self.xml, check_rc=0)
         lv.virsh("start", lv.DOMAIN, check_rc=0)

@@ -87,6 +87,34 @@ def bind(src, target):
     sh(["mount", "--bind", src, target], check_rc=0)
 
 
+def fake_iommu(run):
+    """What libvirt looks at to allow a PCI <hostdev> on a host, faked in
+    this mount namespace under RUN/fake (before the daemons start):
+    /sys/kernel/iommu_groups with one empty group, 17, and /dev/vfio/vfio
+    as an empty file in an overlay over the host's /dev, which is not
+    changed.  No host device is faked."""
+    fake = os.path.join(run, "fake")
+    os.makedirs(fake)
+    sh(["mount", "-t", "tmpfs", "fake", fake], check_rc=0)
+    groups = os.path.join(fake, "iommu_groups")
+    os.makedirs(os.path.join(groups, "17", "devices"))
+    bind(groups, "/sys/kernel/iommu_groups")
+    # /dev: an overlay over a recursive bind of the host's /dev (its
+    # submounts, /dev/pts and /dev/shm, bound back on top)
+    lower = os.path.join(fake, "dev")
+    for d in ("dev", "upper", "work"):
+        os.makedirs(os.path.join(fake, d))
+    sh(["mount", "--rbind", "/dev", lower], check_rc=0)
+    sh(["mount", "-t", "overlay", "fakedev", "-o",
+        "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
+        % (lower, fake, fake), "/dev"], check_rc=0)
+    for m in ("pts", "shm", "mqueue", "hugepages"):
+        if os.path.ismount(os.path.join(lower, m)):
+            bind(os.path.join(lower, m), "/dev/" + m)
+    os.makedirs("/dev/vfio", exist_ok=True)
+    open("/dev/vfio/vfio", "w").close()
+
+
 class Libvirtd:
     """libvirtd and virtlogd with private state under RUN/libvirt."""
 
