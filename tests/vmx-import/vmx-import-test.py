@@ -668,6 +668,22 @@ def files_and_output(tmp):
 
 
 @test
+def domain_type(tmp):
+    """--type qemu writes a TCG domain (type='qemu'), the rest unchanged;
+    kvm is the default; another type is refused"""
+    t = host(tmp)
+    path = vmx(tmp, {"firmware": "efi"})
+    kvm, _ = convert(tmp, t, path)
+    dom, err = convert(tmp, t, path, "--type", "qemu")
+    eq(dom.get("type"), "qemu")
+    dom.set("type", "kvm")
+    eq(ET.tostring(dom), ET.tostring(kvm), "the rest of the domain")
+    rc, out, err = run(t, path, "--type", "xen")
+    eq((rc, out), (2, ""))
+    has(err, f"{PROG}: --type wants kvm or qemu, not 'xen'")
+
+
+@test
 def relative_disk_paths(tmp):
     """a disk's relative fileName is taken beside the .vmx; a CD-ROM of
     the ESX host's drive is an empty drive"""
