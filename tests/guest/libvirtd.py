@@ -163,6 +163,18 @@ class Libvirtd:
         self.daemons = []
 
 
+def lock_by_qemu(d, args=()):
+    """Domain D (an Element) locks its memory with QEMU's -overcommit
+    mem-lock=on instead of <locked/>, which libvirt cannot do here (see
+    the module's comment); ARGS: more of QEMU's arguments.  Taints the
+    domain custom-argv."""
+    mb = d.find("memoryBacking")
+    mb.remove(mb.find("locked"))
+    cl = ET.SubElement(d, "{%s}commandline" % QNS)
+    for a in ["-overcommit", "mem-lock=on"] + list(args):
+        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+
+
 def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     """The example domain, changed only where this machine needs it (see
     the module's comment).  MODE 'native' turns ACPI PCI hotplug off with
@@ -174,8 +186,6 @@ def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     d.set("type", "qemu")
     d.find("memory").text = "512"
     d.find("vcpu").text = "2"
-    mb = d.find("memoryBacking")
-    mb.remove(mb.find("locked"))
     os_el = d.find("os")
     os_el.remove(os_el.find("boot"))
     for tag, text in (("kernel", os.path.join(h.GUEST, "vmlinuz")),
@@ -201,13 +211,9 @@ def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     ET.SubElement(s, "target", port="1")
     for x in extra_devices:
         dev.append(ET.fromstring(x))
-    cl = ET.SubElement(d, "{%s}commandline" % QNS)
-    args = ["-overcommit", "mem-lock=on"]
-    if mode == "native":
-        args += ["-global",
-                 "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
-    for a in args:
-        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+    lock_by_qemu(d, ["-global",
+                     "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+                 if mode == "native" else [])
     path = path or os.path.join(run, DOMAIN + ".xml")
     tree.write(path)
     return path
