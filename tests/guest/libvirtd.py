@@ -19,6 +19,7 @@ only the override's "custom-device".
 """
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,13 @@ PRIVATE = {"etc": "/etc/libvirt", "run": "/run/libvirt",
            "cache": "/var/cache/libvirt"}
 # The taint of the test's own <qemu:commandline> (see above)
 TEST_TAINTS = {"custom-argv"}
+# Where a hot-added PCI <hostdev> stops on these machines, without
+# CAP_SYS_RESOURCE (can_raise_memlock()): before libvirt touches the host
+# device or QEMU
+MEMLOCK = "cannot limit locked memory of process"
+# libvirt's refusals on a port with hotplug='off'
+HOTPLUG_OFF = ("requires hotplug capability", "not allowed by controller",
+               "doesn't support hotplug")
 
 
 def sh(cmd, check_rc=None, timeout=120, env=None):
@@ -58,6 +66,20 @@ def sh(cmd, check_rc=None, timeout=120, env=None):
 
 def virsh(*args, **kw):
     return sh(["virsh", "-c", URI] + list(args), **kw)
+
+
+def can_raise_memlock():
+    """May this process raise another's RLIMIT_MEMLOCK (libvirt does)?"""
+    probe = subprocess.Popen(["sleep", "30"])
+    try:
+        resource.prlimit(probe.pid, resource.RLIMIT_MEMLOCK,
+                         (2 << 30, 2 << 30))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.kill()
+        probe.wait()
 
 
 def in_private_namespace(tests):
