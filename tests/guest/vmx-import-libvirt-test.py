@@ -20,7 +20,12 @@ libvirt refuses every PCI <hostdev> on a host without one):
   devices do not exist here): QEMU runs under TCG with OVMF, and
   query-passthru-hotplug and info pci (virsh qemu-monitor-command, which
   taints the domain "custom-monitor": fine in a test) list the four
-  ports, empty.
+  ports, empty, and the domain is tainted only "custom-device" by the
+  domain itself;
+- virsh attach-device --live of pciPassthru0's <hostdev>, as converted,
+  on the spare port ua-pt3: libvirt takes the port for hotplug and stops
+  where libvirt-hostdev-test.py's hot-add stops on these machines, at
+  the memory lock, before it touches a host device or QEMU.
 
 The hot-add variation's disks are files beside its .vmx (relative
 fileName, as after copying the VM's folder): the disk an ESX-style VMDK
@@ -58,6 +63,7 @@ TESTS = [
     "domxml-to-native",
     "start",
     "ports-listed",
+    "hot-add",
 ]
 TOOL = os.path.join(h.BUILD, "tools", "virt-vmx-import")
 # The domains: the sample, and its hot-add variation
@@ -140,10 +146,10 @@ class Run:
                 self.convert(HOTADD_DOM, hotadd)]
         for name, n in ((SAMPLE_DOM, 2), (HOTADD_DOM, 4)):
             d = ET.parse(self.xml[name]).getroot()
-            check(d.get("type") == "qemu" and
-                  d.find("devices/emulator").text == h.qemu_binary(),
+            emulator = d.find("devices/emulator").text
+            check(d.get("type") == "qemu" and emulator == h.qemu_binary(),
                   "%s: type %s, emulator %s" % (name, d.get("type"),
-                                                d.find("devices/emulator").text))
+                                                emulator))
             aliases = [a.get("name") for a in d.iter("alias")
                        if a.get("name").startswith("ua-pt")]
             check(aliases == ["ua-pt%d" % i for i in range(1, n + 1)],
@@ -231,8 +237,14 @@ class Run:
         check(re.search(r"-accel tcg\b", log) and
               "pcie-hotplug-passthru" in log and "passthru.vmdk" in log,
               "QEMU's command line in the log: %s" % log[-2000:])
+        # the override's custom-device, and this test's settings only
+        taints = set(re.findall(r"tainted: (\S+)", log))
+        check(taints - lv.TEST_TAINTS - {"high-privileges"} ==
+              {"custom-device"}, "taints: %s" % taints)
         return ("virsh start: the hot-add domain, without its <hostdev>s, "
-                "runs under TCG (OVMF, its VMDK and CD-ROM)", [out.strip()])
+                "runs under TCG (OVMF, its VMDK and CD-ROM), tainted only "
+                "custom-device by the domain itself",
+                [out.strip(), "taints: %s" % " ".join(sorted(taints))])
 
     def t_ports_listed(self):
         """query-passthru-hotplug and info pci list the four ports"""
@@ -255,6 +267,36 @@ class Run:
                 "info pci: the 3 ordinary and 4 passthrough ports"
                 % info["hotplug-mode"],
                 [json.dumps(info)])
+
+    def t_hot_add(self):
+        """virsh attach-device --live of pciPassthru0's <hostdev>, from
+        the converted XML, on the spare port ua-pt3: libvirt takes the
+        port for hotplug and stops at the memory lock"""
+        bdf = DEV0[0]
+        if os.path.exists("/sys/bus/pci/devices/" + bdf):
+            raise Fail("this host has a PCI device at %s: the test does not "
+                       "hand it to libvirt" % bdf)
+        d = ET.parse(self.xml[HOTADD_DOM]).getroot()
+        hd = d.find("devices/hostdev")
+        hd.find("address").set("bus", "0x06")
+        path = os.path.join(self.run, "hostdev-ua-pt3.xml")
+        ET.ElementTree(hd).write(path)
+        rc, out, err = lv.virsh("attach-device", HOTADD_DOM, path, "--live")
+        check(rc == 1 and "Failed to attach device" in err,
+              "attach-device: exit %d: %s%s" % (rc, out, err))
+        check(not any(s in err for s in lv.HOTPLUG_OFF),
+              "libvirt refused the port for hotplug: %s" % err)
+        can_raise = lv.can_raise_memlock()
+        if not can_raise:
+            check(lv.MEMLOCK in err, "not libvirt's memory lock step: %s"
+                  % err)
+        _, xml, _ = lv.virsh("dumpxml", HOTADD_DOM, check_rc=0)
+        check(ET.fromstring(xml).find("devices/hostdev") is None,
+              "a hostdev stayed in the live XML")
+        return ("attach-device of pciPassthru0's <hostdev> on the spare "
+                "ua-pt3: past libvirt's hotplug checks, stops at %s" %
+                ("the memory lock (no CAP_SYS_RESOURCE)" if not can_raise
+                 else "the host device"), [err.strip().splitlines()[-1]])
 
 
 def main():
