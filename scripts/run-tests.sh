@@ -170,7 +170,10 @@ for t in "$top"/tests/fuzz/*-test.sh; do
     [ -f "$t" ] && run "fuzz/$(basename "$t" .sh)" 15m bash "$t"
 done
 
-# Real Linux guest tests: UEFI guests under TCG (a few minutes)
+# Real Linux guest tests: UEFI guests under TCG (a few minutes); among
+# them the libvirt tests (libvirtd 11.3 in a private mount namespace,
+# tests/guest/libvirtd.py): libvirt-hostdev-test.py, libvirt-test.py, and
+# vmx-import-libvirt-test.py, virt-vmx-import's domain defined and started
 for t in "$top"/tests/guest/*-test.py; do
     [ -f "$t" ] && run "guest/$(basename "$t" .py)" 20m python3 "$t"
 done

@@ -298,7 +298,7 @@ bool vmx_write_domain(const VmxDomain *d, const char *source, FILE *out)
             "docs/system/devices/nvme-passthru-vmx-import.rst.  Set "
             "<emulator> and the disks' <source> before defining it ",
             source);
-    elem(&x, true, "domain", NULL, "type", "kvm", "xmlns:qemu", QEMU_NS,
+    elem(&x, true, "domain", NULL, "type", d->type, "xmlns:qemu", QEMU_NS,
          NULL);
     write_head(&x, d);
     elem(&x, true, "devices", NULL, NULL);

@@ -47,6 +47,8 @@ static void usage(FILE *f)
 "      --network NAME  the libvirt network of the NICs (default: default)\n"
 "      --emulator PATH the fork's qemu-system-x86_64 (default:\n"
 "                      /usr/local/bin/qemu-system-x86_64)\n"
+"      --type TYPE     the domain type: kvm (default) or qemu (TCG, for a\n"
+"                      host without KVM, slow; tests)\n"
 "  -r, --root DIR      read the host's sys/ under DIR instead of / (tests;\n"
 "                      also NVME_PASSTHRU_HOST_ROOT)\n"
 "  -h, --help          this text\n"
@@ -123,7 +125,8 @@ static int convert(const char *file, const VmxOptions *o, const char *out)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_UEFI = 256, OPT_SPARE, OPT_NAME, OPT_NETWORK, OPT_EMULATOR };
+    enum { OPT_UEFI = 256, OPT_SPARE, OPT_NAME, OPT_NETWORK, OPT_EMULATOR,
+           OPT_TYPE };
     static const struct option longopts[] = {
         { "output", required_argument, NULL, 'o' },
         { "uefi", no_argument, NULL, OPT_UEFI },
@@ -131,6 +134,7 @@ int main(int argc, char **argv)
         { "name", required_argument, NULL, OPT_NAME },
         { "network", required_argument, NULL, OPT_NETWORK },
         { "emulator", required_argument, NULL, OPT_EMULATOR },
+        { "type", required_argument, NULL, OPT_TYPE },
         { "root", required_argument, NULL, 'r' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -138,6 +142,7 @@ int main(int argc, char **argv)
     VmxOptions o = {
         .spare_ports = -1,
         .emulator = "/usr/local/bin/qemu-system-x86_64",
+        .type = "kvm",
     };
     const char *root = getenv("NVME_PASSTHRU_HOST_ROOT");
     const char *out = NULL;
@@ -170,6 +175,14 @@ int main(int argc, char **argv)
             break;
         case OPT_EMULATOR:
             o.emulator = optarg;
+            break;
+        case OPT_TYPE:
+            if (strcmp(optarg, "kvm") && strcmp(optarg, "qemu")) {
+                fprintf(stderr, "%s: --type wants kvm or qemu, not '%s'\n",
+                        progname, optarg);
+                return NPH_REFUSED;
+            }
+            o.type = optarg;
             break;
         case 'r':
             root = optarg;

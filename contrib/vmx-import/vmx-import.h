@@ -108,6 +108,7 @@ typedef struct VmxOptions {
     const char *name;           /* NULL: displayName */
     const char *network;        /* libvirt network of the NICs */
     const char *emulator;       /* the fork's qemu-system-x86_64 */
+    const char *type;           /* the domain type: "kvm" or "qemu" (TCG) */
 } VmxOptions;
 
 typedef struct VmxDisk {
@@ -145,6 +146,7 @@ typedef struct VmxDomain {
     bool hotplug;               /* fixedPassthruHotPlugEnabled */
     const char *network;
     const char *emulator;
+    const char *type;           /* "kvm", "qemu" */
 } VmxDomain;
 
 /*

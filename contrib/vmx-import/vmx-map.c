@@ -665,6 +665,7 @@ void vmx_map(Vmx *v, const VmxOptions *o, VmxDomain *d)
 {
     memset(d, 0, sizeof(*d));
     d->emulator = o->emulator;
+    d->type = o->type;
     map_name(v, o, d);
     map_uuid(v, d);
     map_memory(v, d);

@@ -39,7 +39,6 @@ Usage: tests/guest/libvirt-hostdev-test.py [acpi|native ...] (as root)
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -66,28 +65,9 @@ TESTS = [
 PORT_REFUSAL = ("error: internal error: unable to execute QEMU command "
                 "'device_add': pcie-hotplug-passthru port '%s' accepts only "
                 "vfio-pci, vfio-nvme and vfio-user-nvme devices, not '%s'")
-# Where a hot-added <hostdev> stops on these machines (see above)
-MEMLOCK = "cannot limit locked memory of process"
-# libvirt's refusals on a port with hotplug='off'
-HOTPLUG_OFF = ("requires hotplug capability", "not allowed by controller",
-               "doesn't support hotplug")
 FAKE_BDF = "0000:3b:00.0"
 
 tap, Fail, check = h.tap, h.Fail, h.check
-
-
-def can_raise_memlock():
-    """May this process raise another's RLIMIT_MEMLOCK (libvirt does)?"""
-    probe = subprocess.Popen(["sleep", "30"])
-    try:
-        resource.prlimit(probe.pid, resource.RLIMIT_MEMLOCK,
-                         (2 << 30, 2 << 30))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.kill()
-        probe.wait()
 
 
 class Run:
@@ -96,7 +76,7 @@ class Run:
         self.run = h.new_run_dir("libvirt-hostdev-" + mode)
         self.libvirtd = lv.Libvirtd(self.run)
         self.agent = None
-        self.can_raise = can_raise_memlock()
+        self.can_raise = lv.can_raise_memlock()
 
     def stop(self):
         if self.agent:
@@ -107,28 +87,6 @@ class Run:
         return lv.evidence(self.run)
 
     # ---- the fakes (see the module's comment) --------------------------
-
-    def fake_iommu(self):
-        fake = os.path.join(self.run, "fake")
-        os.makedirs(fake)
-        lv.sh(["mount", "-t", "tmpfs", "fake", fake], check_rc=0)
-        groups = os.path.join(fake, "iommu_groups")
-        os.makedirs(os.path.join(groups, "17", "devices"))
-        lv.bind(groups, "/sys/kernel/iommu_groups")
-        # /dev: an overlay over a recursive bind of the host's /dev (its
-        # submounts, /dev/pts and /dev/shm, bound back on top)
-        lower = os.path.join(fake, "dev")
-        for d in ("dev", "upper", "work"):
-            os.makedirs(os.path.join(fake, d))
-        lv.sh(["mount", "--rbind", "/dev", lower], check_rc=0)
-        lv.sh(["mount", "-t", "overlay", "fakedev", "-o",
-               "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
-               % (lower, fake, fake), "/dev"], check_rc=0)
-        for m in ("pts", "shm", "mqueue", "hugepages"):
-            if os.path.ismount(os.path.join(lower, m)):
-                lv.bind(os.path.join(lower, m), "/dev/" + m)
-        os.makedirs("/dev/vfio", exist_ok=True)
-        open("/dev/vfio/vfio", "w").close()
 
     def fake_sysfs(self):
         """An idle NVMe bound to the host's nvme driver, alone in its IOMMU
@@ -166,7 +124,8 @@ class Run:
     # ---- the tests ------------------------------------------------------
 
     def t_start(self):
-        ver = self.libvirtd.start(before_daemons=self.fake_iommu)
+        ver = self.libvirtd.start(
+            before_daemons=lambda: lv.fake_iommu(self.run))
         self.xml = lv.domain_xml(self.run, self.mode)
         lv.virsh("define", self.xml, check_rc=0)
         lv.virsh("start", lv.DOMAIN, check_rc=0)
@@ -231,10 +190,11 @@ class Run:
                                 lv.HOSTDEV_EXAMPLE, "--live")
         check(rc == 1 and "Failed to attach device" in err,
               "attach-device: exit %d: %s%s" % (rc, out, err))
-        check(not any(s in err for s in HOTPLUG_OFF),
+        check(not any(s in err for s in lv.HOTPLUG_OFF),
               "libvirt refused the port for hotplug: %s" % err)
         if not self.can_raise:
-            check(MEMLOCK in err, "not libvirt's memory lock step: %s" % err)
+            check(lv.MEMLOCK in err,
+                  "not libvirt's memory lock step: %s" % err)
         check(self.dumpxml().find("devices/hostdev") is None,
               "a hostdev stayed in the live XML")
         return ("attach-device of a <hostdev> on ua-pt1: past libvirt's "
@@ -262,7 +222,8 @@ class Run:
                                                      rc_want, r))
             out.append("%s -> exit %d: %s" % (" ".join(args), rc, r["reason"]))
         if not self.can_raise:
-            check(MEMLOCK in r["reason"] and "CAP_SYS_RESOURCE" in r["reason"],
+            check(lv.MEMLOCK in r["reason"] and
+                  "CAP_SYS_RESOURCE" in r["reason"],
                   "not libvirt's memory lock error with the hint: %s" % r)
         check(self.dumpxml().find("devices/hostdev") is None,
               "a hostdev stayed in the live XML")

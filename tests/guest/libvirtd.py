@@ -19,6 +19,7 @@ only the override's "custom-device".
 """
 
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,13 @@ PRIVATE = {"etc": "/etc/libvirt", "run": "/run/libvirt",
            "cache": "/var/cache/libvirt"}
 # The taint of the test's own <qemu:commandline> (see above)
 TEST_TAINTS = {"custom-argv"}
+# Where a hot-added PCI <hostdev> stops on these machines, without
+# CAP_SYS_RESOURCE (can_raise_memlock()): before libvirt touches the host
+# device or QEMU
+MEMLOCK = "cannot limit locked memory of process"
+# libvirt's refusals on a port with hotplug='off'
+HOTPLUG_OFF = ("requires hotplug capability", "not allowed by controller",
+               "doesn't support hotplug")
 
 
 def sh(cmd, check_rc=None, timeout=120, env=None):
@@ -58,6 +66,20 @@ def sh(cmd, check_rc=None, timeout=120, env=None):
 
 def virsh(*args, **kw):
     return sh(["virsh", "-c", URI] + list(args), **kw)
+
+
+def can_raise_memlock():
+    """May this process raise another's RLIMIT_MEMLOCK (libvirt does)?"""
+    probe = subprocess.Popen(["sleep", "30"])
+    try:
+        resource.prlimit(probe.pid, resource.RLIMIT_MEMLOCK,
+                         (2 << 30, 2 << 30))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.kill()
+        probe.wait()
 
 
 def in_private_namespace(tests):
@@ -85,6 +107,34 @@ def in_private_namespace(tests):
 
 def bind(src, target):
     sh(["mount", "--bind", src, target], check_rc=0)
+
+
+def fake_iommu(run):
+    """What libvirt looks at to allow a PCI <hostdev> on a host, faked in
+    this mount namespace under RUN/fake (before the daemons start):
+    /sys/kernel/iommu_groups with one empty group, 17, and /dev/vfio/vfio
+    as an empty file in an overlay over the host's /dev, which is not
+    changed.  No host device is faked."""
+    fake = os.path.join(run, "fake")
+    os.makedirs(fake)
+    sh(["mount", "-t", "tmpfs", "fake", fake], check_rc=0)
+    groups = os.path.join(fake, "iommu_groups")
+    os.makedirs(os.path.join(groups, "17", "devices"))
+    bind(groups, "/sys/kernel/iommu_groups")
+    # /dev: an overlay over a recursive bind of the host's /dev (its
+    # submounts, /dev/pts and /dev/shm, bound back on top)
+    lower = os.path.join(fake, "dev")
+    for d in ("dev", "upper", "work"):
+        os.makedirs(os.path.join(fake, d))
+    sh(["mount", "--rbind", "/dev", lower], check_rc=0)
+    sh(["mount", "-t", "overlay", "fakedev", "-o",
+        "lowerdir=%s,upperdir=%s/upper,workdir=%s/work"
+        % (lower, fake, fake), "/dev"], check_rc=0)
+    for m in ("pts", "shm", "mqueue", "hugepages"):
+        if os.path.ismount(os.path.join(lower, m)):
+            bind(os.path.join(lower, m), "/dev/" + m)
+    os.makedirs("/dev/vfio", exist_ok=True)
+    open("/dev/vfio/vfio", "w").close()
 
 
 class Libvirtd:
@@ -135,6 +185,18 @@ class Libvirtd:
         self.daemons = []
 
 
+def lock_by_qemu(d, args=()):
+    """Domain D (an Element) locks its memory with QEMU's -overcommit
+    mem-lock=on instead of <locked/>, which libvirt cannot do here (see
+    the module's comment); ARGS: more of QEMU's arguments.  Taints the
+    domain custom-argv."""
+    mb = d.find("memoryBacking")
+    mb.remove(mb.find("locked"))
+    cl = ET.SubElement(d, "{%s}commandline" % QNS)
+    for a in ["-overcommit", "mem-lock=on"] + list(args):
+        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+
+
 def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     """The example domain, changed only where this machine needs it (see
     the module's comment).  MODE 'native' turns ACPI PCI hotplug off with
@@ -146,8 +208,6 @@ def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     d.set("type", "qemu")
     d.find("memory").text = "512"
     d.find("vcpu").text = "2"
-    mb = d.find("memoryBacking")
-    mb.remove(mb.find("locked"))
     os_el = d.find("os")
     os_el.remove(os_el.find("boot"))
     for tag, text in (("kernel", os.path.join(h.GUEST, "vmlinuz")),
@@ -173,13 +233,9 @@ def domain_xml(run, mode="acpi", path=None, extra_devices=(), append=""):
     ET.SubElement(s, "target", port="1")
     for x in extra_devices:
         dev.append(ET.fromstring(x))
-    cl = ET.SubElement(d, "{%s}commandline" % QNS)
-    args = ["-overcommit", "mem-lock=on"]
-    if mode == "native":
-        args += ["-global",
-                 "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
-    for a in args:
-        ET.SubElement(cl, "{%s}arg" % QNS, value=a)
+    lock_by_qemu(d, ["-global",
+                     "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
+                 if mode == "native" else [])
     path = path or os.path.join(run, DOMAIN + ".xml")
     tree.write(path)
     return path

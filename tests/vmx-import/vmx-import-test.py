@@ -23,62 +23,19 @@ sys.path.insert(0, os.path.join(TOP, "tests", "host"))
 from faketree import Tree  # noqa: E402
 import tap  # noqa: E402
 from tap import eq, test  # noqa: E402
+from sample import (DEV0, DEV1, SAMPLE, host, sample_lines,  # noqa: E402
+                    vmx)
 
 BUILD = os.environ.get("BUILD_DIR", os.path.join(TOP, "build"))
 TOOL = os.path.realpath(os.environ.get("VMX_IMPORT_TOOL") or
                         os.path.join(BUILD, "tools", "virt-vmx-import"))
-SAMPLE = os.path.join(HERE, "esx4-vmdirectpath.vmx")
 PROG = "virt-vmx-import"
 QEMU_NS = "{http://libvirt.org/schemas/domain/qemu/1.0}"
-
-# The sample's devices: pciPassthru0 and pciPassthru1
-DEV0 = ("0000:03:00.0", 0x12ab, 0x3456)
-DEV1 = ("0000:02:00.0", 0x78cd, 0x6543)
-NVME = 0x010802
 
 
 def has(text, part, what="stderr"):
     if part not in text:
         raise AssertionError(f"{what} lacks {part!r}:\n{text}")
-
-
-def host(tmp, devices=(DEV0, DEV1), cls=NVME, uuid=None):
-    """A host with the IOMMU on and the sample's devices, each a free
-    NVMe (class CLS) alone in its IOMMU group"""
-    t = Tree(os.path.join(tmp, "host"))
-    t.iommu_on()
-    for group, (bdf, vendor, device) in enumerate(devices, 1):
-        t.pci(bdf, cls=cls, vendor=vendor, device=device, group=group)
-        if cls == NVME:
-            c = t.controller(bdf)
-            t.namespace(c, "nvme0n1", f"259:{group}")
-    if uuid:
-        t.write("sys/class/dmi/id/product_uuid", uuid + "\n")
-    return t
-
-
-def sample_lines():
-    with open(SAMPLE) as f:
-        return f.read().splitlines()
-
-
-def vmx(tmp, set_=None, drop=(), add=(), name="vm.vmx"):
-    """The sample, with keys in SET_ given new values (in place), keys in
-    DROP removed, lines ADD appended.  Its path."""
-    set_ = dict(set_ or {})
-    out = []
-    for line in sample_lines():
-        key = line.split("=")[0].strip()
-        if key in drop:
-            continue
-        if key in set_:
-            line = f'{key} = "{set_.pop(key)}"'
-        out.append(line)
-    out += [f'{k} = "{v}"' for k, v in set_.items()] + list(add)
-    path = os.path.join(tmp, name)
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return path
 
 
 def at(path, key, level="error"):
@@ -665,6 +622,22 @@ def files_and_output(tmp):
     rc, out, err = run(t, path, "--root", os.path.join(tmp, "nowhere"))
     eq(rc, 2)
     has(err, "--root")
+
+
+@test
+def domain_type(tmp):
+    """--type qemu writes a TCG domain (type='qemu'), the rest unchanged;
+    kvm is the default; another type is refused"""
+    t = host(tmp)
+    path = vmx(tmp, {"firmware": "efi"})
+    kvm, _ = convert(tmp, t, path)
+    dom, err = convert(tmp, t, path, "--type", "qemu")
+    eq(dom.get("type"), "qemu")
+    dom.set("type", "kvm")
+    eq(ET.tostring(dom), ET.tostring(kvm), "the rest of the domain")
+    rc, out, err = run(t, path, "--type", "xen")
+    eq((rc, out), (2, ""))
+    has(err, f"{PROG}: --type wants kvm or qemu, not 'xen'")
 
 
 @test
