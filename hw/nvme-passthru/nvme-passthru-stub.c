@@ -15,3 +15,10 @@ PassthruHotplugInfo *qmp_query_passthru_hotplug(Error **errp)
     error_setg(errp, "NVMe passthrough hotplug is not built in");
     return NULL;
 }
+
+PassthruAdmission *qmp_query_passthru_hotplug_admission(QObject *device,
+                                                        Error **errp)
+{
+    error_setg(errp, "NVMe passthrough hotplug is not built in");
+    return NULL;
+}

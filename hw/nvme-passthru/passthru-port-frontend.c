@@ -29,6 +29,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/id.h"
+#include "qemu/cutils.h"
 #include "qemu/main-loop.h"
 #include "hw/vfio/pci.h"
 #include "hw/vfio/types.h"
@@ -240,6 +241,62 @@ bool passthru_frontend_check(const char *port, DeviceState *dev,
         return false;
     }
     return check_group(pdev, c);
+}
+
+/*
+ * What the realize of a kernel VFIO device would find, read from sysfs
+ * beforehand: for the admission query only.  device_add opens the host
+ * device instead, and says what vfio-pci says (no such device, group
+ * not viable) or, once realized, what its config space says
+ * (passthru_frontend_check_realized()).  Nothing to read for fd=.
+ */
+bool passthru_frontend_check_host(DeviceState *dev, PassthruCheck *c)
+{
+    PCIDevice *pdev = PCI_DEVICE(dev);
+    g_autofree char *path = NULL;
+    g_autofree char *class_file = NULL;
+    g_autofree char *class_str = NULL;
+    g_autofree char *driver_link = NULL;
+    g_autofree char *driver = NULL;
+    g_autofree char *driver_name = NULL;
+    uint64_t class;
+
+    if (!is_kernel_vfio(pdev)) {
+        return true;
+    }
+    path = host_sysfs_path(VFIO_PCI_DEVICE(pdev));
+    if (!path) {
+        return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_MISSING,
+                               "%s '%s': no host device: give host= or "
+                               "sysfsdev=", type_of(pdev), id_of(pdev));
+    }
+    if (!g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_MISSING,
+                               "%s '%s': no such host device: %s",
+                               type_of(pdev), id_of(pdev), path);
+    }
+    class_file = g_strdup_printf("%s/class", path);
+    if (g_file_get_contents(class_file, &class_str, NULL, NULL) &&
+        !qemu_strtou64(g_strstrip(class_str), NULL, 16, &class) &&
+        !check_class(pdev, class, c)) {
+        return false;
+    }
+    driver_link = g_strdup_printf("%s/driver", path);
+    driver = g_file_read_link(driver_link, NULL);
+    if (driver) {
+        driver_name = g_path_get_basename(driver);
+    }
+    if (g_strcmp0(driver_name, "vfio-pci") &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_IN_USE,
+                         "%s '%s': host device %s is %s%s%s, not vfio-pci: "
+                         "bind it to vfio-pci first", type_of(pdev),
+                         id_of(pdev), path,
+                         driver_name ? "in use by the host (driver " :
+                         "bound to no driver",
+                         driver_name ?: "", driver_name ? ")" : "")) {
+        return false;
+    }
+    return true;
 }
 
 /* What only the realized device can tell: its address, its class */

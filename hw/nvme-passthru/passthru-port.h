@@ -10,6 +10,7 @@
  *   passthru-port-signal.c   how the guest is told: ACPI PCI hotplug or
  *                            the slot's native PCIe hotplug
  *   passthru-port-qmp.c      query-passthru-hotplug
+ *   passthru-admission.c     query-passthru-hotplug-admission
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -118,6 +119,7 @@ bool passthru_refuse_not_frontend(const char *port, const char *type,
                                   PassthruCheck *c);
 bool passthru_frontend_check(const char *port, DeviceState *dev,
                              PassthruCheck *c);
+bool passthru_frontend_check_host(DeviceState *dev, PassthruCheck *c);
 bool passthru_frontend_check_realized(const char *port, PCIDevice *pdev,
                                       PassthruCheck *c);
 void passthru_frontend_adopt(PCIDevice *pdev);
