@@ -9,6 +9,8 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-passthru-hotplug.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
 
 PassthruHotplugInfo *qmp_query_passthru_hotplug(Error **errp)
 {
@@ -21,4 +23,9 @@ PassthruAdmission *qmp_query_passthru_hotplug_admission(QObject *device,
 {
     error_setg(errp, "NVMe passthrough hotplug is not built in");
     return NULL;
+}
+
+void hmp_info_passthru_hotplug(Monitor *mon, const QDict *qdict)
+{
+    monitor_printf(mon, "NVMe passthrough hotplug is not built in\n");
 }

@@ -10,6 +10,7 @@
  *   passthru-port-signal.c   how the guest is told: ACPI PCI hotplug or
  *                            the slot's native PCIe hotplug
  *   passthru-port-qmp.c      query-passthru-hotplug
+ *   passthru-port-hmp.c      info passthru-hotplug
  *   passthru-admission.c     query-passthru-hotplug-admission
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
