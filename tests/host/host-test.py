@@ -845,6 +845,19 @@ def watch_places_allowed_drive(tmp):
        "../../drivers/vfio-pci")
 
 
+def watch_admission(tmp, **kw):
+    """watch places drive A with the fake QMP server set up by KW"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n", **kw)
+    k = FakeKernel(t)
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        k.stop()
+        qmp.stop()
+    return rc, steps, qmp
+
+
 @test
 def watch_not_admitted(tmp):
     """QEMU's admission query refuses the device on the free port: no
@@ -856,15 +869,7 @@ def watch_not_admitted(tmp):
         ("iommu-group-not-viable", f"vfio-pci 'hostnvme-0000-01-00-0': "
          f"IOMMU group 1 of {A} also holds 0000:01:00.1: pass through a "
          "device that is alone in its group")]
-    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n",
-                         refusals=refusals)
-    k = FakeKernel(t)
-    try:
-        insert(t)
-        rc, steps, err = watch(t, pci_add(A))
-    finally:
-        k.stop()
-        qmp.stop()
+    rc, steps, qmp = watch_admission(tmp, refusals=refusals)
     eq((rc, [s[1] for s in steps]),
        (1, ["watching", "inserted", "enabled", "port", "not-admitted"]))
     eq(steps[-1][2], "VM vm1: QEMU would refuse device_add on port rp2: "
@@ -880,15 +885,7 @@ def watch_not_admitted(tmp):
 def watch_qemu_without_admission(tmp):
     """a QEMU without the admission query (CommandNotFound): watch goes
     on with device_add, which says for itself"""
-    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n",
-                         admission=False)
-    k = FakeKernel(t)
-    try:
-        insert(t)
-        rc, steps, err = watch(t, pci_add(A))
-    finally:
-        k.stop()
-        qmp.stop()
+    rc, steps, qmp = watch_admission(tmp, admission=False)
     eq((rc, [s[1] for s in steps]),
        (0, ["watching", "inserted", "enabled", "port", "added"]))
     eq(len(qmp.device_adds()), 1)

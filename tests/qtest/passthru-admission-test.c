@@ -323,32 +323,28 @@ static void test_not_nvme(const void *data)
     end(t);
 }
 
+/* Bound to the host's nvme driver, or to no driver: not vfio-pci */
 static void test_host_in_use(const void *data)
 {
-    Test *t = start();
-    HostDev used = { "0x010802", "nvme", false };
-    g_autofree char *host = host_dev(t, &used);
-    g_autofree char *msg = g_strdup_printf(
-        "vfio-pci 'h0': host device %s is in use by the host (driver "
-        "nvme), not vfio-pci: bind it to vfio-pci first", host);
+    static const HostDev used[] = {
+        { "0x010802", "nvme", false }, { "0x010802", NULL, false },
+    };
+    static const char *const state[] = {
+        "in use by the host (driver nvme)", "bound to no driver",
+    };
+    size_t i;
 
-    expect_one(t, vfio_args("vfio-pci", "h0", "rp1", host),
-               "host-device-in-use", msg);
-    end(t);
-}
+    for (i = 0; i < ARRAY_SIZE(used); i++) {
+        Test *t = start();
+        g_autofree char *host = host_dev(t, &used[i]);
+        g_autofree char *msg = g_strdup_printf(
+            "vfio-pci 'h0': host device %s is %s, not vfio-pci: bind it to "
+            "vfio-pci first", host, state[i]);
 
-static void test_host_unbound(const void *data)
-{
-    Test *t = start();
-    HostDev unbound = { "0x010802", NULL, false };
-    g_autofree char *host = host_dev(t, &unbound);
-    g_autofree char *msg = g_strdup_printf(
-        "vfio-pci 'h0': host device %s is bound to no driver, not "
-        "vfio-pci: bind it to vfio-pci first", host);
-
-    expect_one(t, vfio_args("vfio-pci", "h0", "rp1", host),
-               "host-device-in-use", msg);
-    end(t);
+        expect_one(t, vfio_args("vfio-pci", "h0", "rp1", host),
+                   "host-device-in-use", msg);
+        end(t);
+    }
 }
 
 static void test_group_not_viable(const void *data)
@@ -494,11 +490,7 @@ static void test_policy(const void *data)
  */
 static void test_several(const void *data)
 {
-    Test *t = test_new();
-    g_autoptr(GString) args = g_string_new(
-        "-machine q35,memory-backend=m0 -nodefaults "
-        "-object memory-backend-memfd,id=m0,size=128M,share=on "
-        POLICY_ARGS);
+    Test *t = test_start_full(&modes[0]);
     const char *codes[] = {
         "wrong-address", "bad-id", "identity-override", "too-many-devices",
         "port-occupied", NULL,
@@ -507,24 +499,6 @@ static void test_several(const void *data)
     g_autoptr(GString) json = NULL;
     QDict *dev;
     const char *first;
-    int i;
-
-    t->mode = &modes[0];
-    for (i = 0; i < MAX_SERVERS; i++) {
-        server_start(t, i, SERVER_NVME);
-    }
-    for (i = 0; i < 32; i++) {
-        g_string_append_printf(args,
-            " -device pcie-hotplug-passthru,id=p%d,bus=pcie.0,chassis=%d,"
-            "addr=%d.%d,multifunction=on"
-            " -device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n%d\","
-            "\"bus\":\"p%d\",\"socket\":{\"type\":\"unix\","
-            "\"path\":\"%s\"}}'",
-            i, i + 1, 8 + i / 8, i % 8, i, i, t->srv[i].sock);
-    }
-    t->qts = qtest_init(args->str);
-    qtest_qmp_set_event_callback(t->qts, event_cb, t);
-    t->pcibus = qpci_new_pc(t->qts, NULL);
 
     dev = nvme_args(t, "p0", 32, "n 32");
     qdict_put_str(dev, "addr", "0.1");
@@ -644,10 +618,8 @@ int main(int argc, char **argv)
                         test_host_missing);
     qtest_add_data_func("/passthru-admission/not-nvme", NULL,
                         test_not_nvme);
-    qtest_add_data_func("/passthru-admission/host-device-in-use", NULL,
-                        test_host_in_use);
-    qtest_add_data_func("/passthru-admission/host-device-unbound", NULL,
-                        test_host_unbound);
+    qtest_add_data_func("/passthru-admission/host-device-in-use-or-unbound",
+                        NULL, test_host_in_use);
     qtest_add_data_func("/passthru-admission/iommu-group-not-viable", NULL,
                         test_group_not_viable);
     qtest_add_data_func("/passthru-admission/operation-pending", NULL,
