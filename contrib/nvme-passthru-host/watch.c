@@ -6,7 +6,9 @@
  * it against the policy's allow-list, takes it for passthrough
  * (nph_enable: refused when the host uses it), picks a free
  * pcie-hotplug-passthru port from query-passthru-hotplug on the VM's
- * QMP socket, device_add's vfio-pci there, and waits for the
+ * QMP socket, asks QEMU whether it would admit the device there
+ * (query-passthru-hotplug-admission: the reasons printed when not),
+ * device_add's vfio-pci there, and waits for the
  * PASSTHRU_HOTPLUG add event that ends the operation.  Each step is
  * printed with its time.  A device that the policy does not allow, or
  * that the host uses, is left alone and the reason printed.
@@ -283,6 +285,7 @@ typedef struct Qmp {
     char buf[65536];
     size_t len;
     json_object *events;        /* events read while waiting for a reply */
+    char err_class[64];         /* the class of the last error reply */
 } Qmp;
 
 /* The next JSON line from QEMU, or NULL at the deadline / on error */
@@ -369,6 +372,8 @@ static json_object *qmp_cmd(Qmp *q, const char *name, json_object *args,
         if (json_object_object_get_ex(r, "error", &v)) {
             snprintf(err, errsize, "%s: %s", name,
                      jget_str(v, "desc") ?: "error");
+            snprintf(q->err_class, sizeof(q->err_class), "%s",
+                     jget_str(v, "class") ?: "");
             json_object_put(r);
             return NULL;
         }
@@ -448,6 +453,40 @@ static bool free_port(Qmp *q, char *port, size_t size, char *err,
     }
     json_object_put(info);
     return found;
+}
+
+/*
+ * Ask QEMU whether device_add ARGS would be admitted, without doing it
+ * (query-passthru-hotplug-admission).  True when it would, or when
+ * QEMU predates the query (device_add then says); false with every
+ * reason QEMU gives, "code: message; ...", in WHY.
+ */
+static bool admitted(Qmp *q, json_object *args, char *why, size_t size)
+{
+    json_object *a = json_object_new_object(), *ret, *list;
+    size_t i, n, len = 0;
+    bool ok;
+
+    json_object_object_add(a, "device", json_object_get(args));
+    ret = qmp_cmd(q, "query-passthru-hotplug-admission", a, why, size);
+    if (!ret) {
+        return !strcmp(q->err_class, "CommandNotFound");
+    }
+    ok = json_object_object_get_ex(ret, "admissible", &list) &&
+         json_object_get_boolean(list);
+    why[0] = 0;
+    if (!ok && json_object_object_get_ex(ret, "refusals", &list)) {
+        n = json_object_array_length(list);
+        for (i = 0; i < n && len < size; i++) {
+            json_object *r = json_object_array_get_idx(list, i);
+
+            len += snprintf(why + len, size - len, "%s%s: %s",
+                            i ? "; " : "", jget_str(r, "code") ?: "?",
+                            jget_str(r, "message") ?: "");
+        }
+    }
+    json_object_put(ret);
+    return ok;
 }
 
 /*
@@ -599,6 +638,15 @@ static void handle_nvme(const Policy *pol, const char *bdf)
     json_object_object_add(args, "id", json_object_new_string(id));
     json_object_object_add(args, "bus", json_object_new_string(port));
     json_object_object_add(args, "host", json_object_new_string(bdf));
+    if (!admitted(&q, args, msg, sizeof(msg))) {
+        step(bdf, "not-admitted", "VM %s: QEMU would refuse device_add on "
+             "port %s: %s; the device stays on vfio-pci", pol->vm, port,
+             msg);
+        json_object_put(args);
+        qmp_close(&q);
+        w.failures++;
+        return;
+    }
     t = now_s();
     ret = qmp_cmd(&q, "device_add", args, err, sizeof(err));
     if (!ret) {

@@ -62,6 +62,7 @@ static struct {
     const char *socket;
     const char *host;
     const char *sysfsdev;
+    bool no_admission;
 } opt = {
     .timeout_s = 60,
 };
@@ -588,6 +589,61 @@ static void hint_libvirt_error(void)
     }
 }
 
+/*
+ * Would QEMU admit device_add ARGS now?  Asks
+ * query-passthru-hotplug-admission (through the monitor: the domain is
+ * tainted custom-monitor; --no-admission skips it).  True when QEMU
+ * would admit it; false with every reason in errbuf ("code: message;
+ * ...") and in R's "refusals", leaving out the codes in SKIP (NULL
+ * terminated): what the caller has checked itself.
+ */
+static bool admitted(virDomainPtr dom, json_object *r, json_object *args,
+                     const char *const *skip)
+{
+    json_object *a = json_object_new_object(), *ret, *list, *kept;
+    size_t i, n, len = 0;
+    const char *const *s;
+
+    if (opt.no_admission) {
+        return true;
+    }
+    json_object_object_add(a, "device", json_object_get(args));
+    ret = qmp(dom, "query-passthru-hotplug-admission", a);
+    if (!ret) {
+        /* A fork without the query: device_add says for itself */
+        return true;
+    }
+    kept = json_object_new_array();
+    errbuf[0] = '\0';
+    if (json_object_object_get_ex(ret, "refusals", &list)) {
+        n = json_object_array_length(list);
+        for (i = 0; i < n; i++) {
+            json_object *one = json_object_array_get_idx(list, i);
+            const char *code = str_of(one, "code") ?: "?";
+
+            for (s = skip; *s && strcmp(*s, code); s++) {
+                /* the caller's own check */
+            }
+            if (*s) {
+                continue;
+            }
+            json_object_array_add(kept, json_object_get(one));
+            if (len < sizeof(errbuf)) {
+                len += snprintf(errbuf + len, sizeof(errbuf) - len,
+                                "%s%s: %s", len ? "; " : "", code,
+                                str_of(one, "message") ?: "");
+            }
+        }
+    }
+    json_object_put(ret);
+    if (!json_object_array_length(kept)) {
+        json_object_put(kept);
+        return true;
+    }
+    json_object_object_add(r, "refusals", kept);
+    return false;
+}
+
 /* The vfio-user NVMe served on opt.socket, through the QEMU monitor */
 static int add_vfio_user(virDomainPtr dom, Waiter *w, json_object *r,
                          const char *port, const char *id)
@@ -633,6 +689,10 @@ static int add_vfio_user(virDomainPtr dom, Waiter *w, json_object *r,
     json_object_object_add(sock, "type", json_object_new_string("unix"));
     json_object_object_add(sock, "path", json_object_new_string(opt.socket));
     json_object_object_add(args, "socket", sock);
+    if (!admitted(dom, r, args, (const char *const[]) { NULL })) {
+        json_object_put(args);
+        return refused(r, errbuf);
+    }
 
     w->device = id;
     w->is_add = true;
@@ -659,8 +719,10 @@ static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
     NphDevice dev;
     DomainXml *x;
     char *xml;
+    json_object *args;
     unsigned dom_nr, bus, slot, fn;
     int index, rc;
+    bool ok;
     double t0;
 
     if (strncmp(id, "ua-", 3) || !id[3]) {
@@ -704,6 +766,24 @@ static int add_hostdev(virDomainPtr dom, Waiter *w, json_object *r,
     }
     domxml_free(x);
     if (errbuf[0]) {
+        return refused(r, errbuf);
+    }
+    /*
+     * What QEMU would say of the vfio-pci device libvirt will add.  The
+     * host device is the host module's to judge (above, and it sees
+     * --root trees, which QEMU does not), and libvirt binds a managed
+     * <hostdev> to vfio-pci first.
+     */
+    args = json_object_new_object();
+    json_object_object_add(args, "driver", json_object_new_string("vfio-pci"));
+    json_object_object_add(args, "id", json_object_new_string(id));
+    json_object_object_add(args, "bus", json_object_new_string(port));
+    json_object_object_add(args, "host", json_object_new_string(bdf));
+    ok = admitted(dom, r, args, (const char *const[]) {
+        "host-device-missing", "not-nvme", "host-device-in-use",
+        "iommu-group-not-viable", NULL });
+    json_object_put(args);
+    if (!ok) {
         return refused(r, errbuf);
     }
 
@@ -911,6 +991,10 @@ static void usage(FILE *f)
 "  -j, --json           print results as JSON, one object per line\n"
 "  -t, --timeout SEC    wait at most SEC for an operation (default 60,\n"
 "                       0: no limit)\n"
+"      --no-admission   add without asking QEMU first whether it would\n"
+"                       admit the device (query-passthru-hotplug-\n"
+"                       admission, a monitor command: libvirt taints the\n"
+"                       domain custom-monitor)\n"
 "  -h, --help           this text\n"
 "\n"
 "Exit status: 0 done, 1 the operation failed or timed out, 2 refused\n"
@@ -926,6 +1010,7 @@ int main(int argc, char **argv)
         { "socket", required_argument, NULL, 's' },
         { "host", required_argument, NULL, 'H' },
         { "sysfsdev", required_argument, NULL, 'S' },
+        { "no-admission", no_argument, NULL, 'A' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -960,6 +1045,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             opt.sysfsdev = optarg;
+            break;
+        case 'A':
+            opt.no_admission = true;
             break;
         case 'h':
             usage(stdout);

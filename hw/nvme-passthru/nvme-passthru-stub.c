@@ -9,9 +9,23 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/qapi-commands-passthru-hotplug.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
 
 PassthruHotplugInfo *qmp_query_passthru_hotplug(Error **errp)
 {
     error_setg(errp, "NVMe passthrough hotplug is not built in");
     return NULL;
+}
+
+PassthruAdmission *qmp_query_passthru_hotplug_admission(QObject *device,
+                                                        Error **errp)
+{
+    error_setg(errp, "NVMe passthrough hotplug is not built in");
+    return NULL;
+}
+
+void hmp_info_passthru_hotplug(Monitor *mon, const QDict *qdict)
+{
+    monitor_printf(mon, "NVMe passthrough hotplug is not built in\n");
 }

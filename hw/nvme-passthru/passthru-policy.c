@@ -11,7 +11,8 @@
  * error names the rule and what to change.  While it runs, device_add
  * of a CPU, a memory device or a vIOMMU is refused and changes nothing.
  * The 32-device limit at run time and the migration and snapshot block
- * are the port's (pcie-hotplug-passthru.c).
+ * are the port's (pcie-hotplug-passthru.c).  The admission query checks
+ * a VM against the same rules (passthru_policy_check()).
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -62,8 +63,11 @@ static int find_viommu(Object *obj, void *opaque)
     return 0;
 }
 
-/* Every rule the built machine must meet */
-static bool passthru_policy_check_machine(MachineState *ms, Error **errp)
+/*
+ * Every rule the built machine must meet.  Returns false when the
+ * checks stop (passthru_refuse()).
+ */
+static bool passthru_policy_check_machine(MachineState *ms, PassthruCheck *c)
 {
     PCMachineState *pcms;
     Object *viommu = NULL;
@@ -72,64 +76,81 @@ static bool passthru_policy_check_machine(MachineState *ms, Error **errp)
     pcms = (PCMachineState *)object_dynamic_cast(OBJECT(ms),
                                                  TYPE_PC_MACHINE);
     if (!pcms || !object_resolve_path_type("", TYPE_Q35_HOST_DEVICE, NULL)) {
-        error_setg(errp, "passthrough hotplug needs the q35 machine type, "
-                   "not '%s': use -machine q35",
-                   MACHINE_GET_CLASS(ms)->name);
-        return false;
+        if (!passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_MACHINE_TYPE,
+                             "passthrough hotplug needs the q35 machine "
+                             "type, not '%s': use -machine q35",
+                             MACHINE_GET_CLASS(ms)->name)) {
+            return false;
+        }
     }
     /* Without pflash0, the machine runs a BIOS image: -bios or SeaBIOS */
-    if (!pcms->flash[0]) {
-        error_setg(errp, "passthrough hotplug needs UEFI firmware in pflash "
-                   "(e.g. OVMF), not the BIOS image '%s': drop -bios and use "
-                   "-drive if=pflash,format=raw,readonly=on,file=OVMF_CODE.fd "
-                   "(and a VARS pflash)", ms->firmware ?: "bios-256k.bin");
+    if (pcms && !pcms->flash[0] &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_FIRMWARE,
+                         "passthrough hotplug needs UEFI firmware in pflash "
+                         "(e.g. OVMF), not the BIOS image '%s': drop -bios "
+                         "and use -drive if=pflash,format=raw,readonly=on,"
+                         "file=OVMF_CODE.fd (and a VARS pflash)",
+                         ms->firmware ?: "bios-256k.bin")) {
         return false;
     }
-    if (mlock_state != MLOCK_ON) {
-        error_setg(errp, "passthrough hotplug needs all guest memory locked%s: "
-                   "use -overcommit mem-lock=on",
-                   mlock_state == MLOCK_ON_FAULT ?
-                   " (mem-lock=on-fault locks a page only once it is used)" :
-                   "");
+    if (mlock_state != MLOCK_ON &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_MEMLOCK,
+                         "passthrough hotplug needs all guest memory "
+                         "locked%s: use -overcommit mem-lock=on",
+                         mlock_state == MLOCK_ON_FAULT ?
+                         " (mem-lock=on-fault locks a page only once it is "
+                         "used)" : "")) {
         return false;
     }
-    if (ms->smp.max_cpus != ms->smp.cpus) {
-        error_setg(errp, "passthrough hotplug does not allow CPU hotplug: "
-                   "-smp maxcpus (%u) must equal cpus (%u)",
-                   ms->smp.max_cpus, ms->smp.cpus);
+    if (ms->smp.max_cpus != ms->smp.cpus &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_CPU_HOTPLUG,
+                         "passthrough hotplug does not allow CPU hotplug: "
+                         "-smp maxcpus (%u) must equal cpus (%u)",
+                         ms->smp.max_cpus, ms->smp.cpus)) {
         return false;
     }
-    if (ms->smp.cpus > PASSTHRU_MAX_VCPUS) {
-        error_setg(errp, "passthrough hotplug allows at most %d vCPUs, "
-                   "not %u: lower -smp", PASSTHRU_MAX_VCPUS, ms->smp.cpus);
+    if (ms->smp.cpus > PASSTHRU_MAX_VCPUS &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_VCPUS,
+                         "passthrough hotplug allows at most %d vCPUs, not "
+                         "%u: lower -smp", PASSTHRU_MAX_VCPUS,
+                         ms->smp.cpus)) {
         return false;
     }
-    if (ms->ram_slots || ms->maxram_size > ms->ram_size) {
-        error_setg(errp, "passthrough hotplug does not allow memory "
-                   "hotplug: drop slots= and maxmem= from -m");
+    if ((ms->ram_slots || ms->maxram_size > ms->ram_size) &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_MEMORY_HOTPLUG,
+                         "passthrough hotplug does not allow memory "
+                         "hotplug: drop slots= and maxmem= from -m")) {
         return false;
     }
     object_child_foreach_recursive(object_get_root(), find_viommu, &viommu);
-    if (viommu) {
-        error_setg(errp, "passthrough hotplug does not allow a vIOMMU "
-                   "visible to the guest: remove the %s device",
-                   object_get_typename(viommu));
+    if (viommu &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_VIOMMU,
+                         "passthrough hotplug does not allow a vIOMMU "
+                         "visible to the guest: remove the %s device",
+                         object_get_typename(viommu))) {
         return false;
     }
-    if (ports > PASSTHRU_MAX_DEVICES) {
-        error_setg(errp, "passthrough hotplug allows at most %d "
-                   "pcie-hotplug-passthru ports, not %u",
-                   PASSTHRU_MAX_DEVICES, ports);
+    if (ports > PASSTHRU_MAX_DEVICES &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_POLICY_PORTS,
+                         "passthrough hotplug allows at most %d "
+                         "pcie-hotplug-passthru ports, not %u",
+                         PASSTHRU_MAX_DEVICES, ports)) {
         return false;
     }
     return true;
 }
 
+bool passthru_policy_check(PassthruCheck *c)
+{
+    return passthru_policy_check_machine(MACHINE(qdev_get_machine()), c);
+}
+
 static void passthru_policy_machine_done(Notifier *notifier, void *data)
 {
     Error *err = NULL;
+    PassthruCheck c = PASSTHRU_CHECK_ERRP(&err);
 
-    if (!passthru_policy_check_machine(MACHINE(qdev_get_machine()), &err)) {
+    if (!passthru_policy_check(&c)) {
         error_report_err(err);
         exit(1);
     }

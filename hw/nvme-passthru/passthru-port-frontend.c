@@ -29,6 +29,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qemu/id.h"
+#include "qemu/cutils.h"
 #include "qemu/main-loop.h"
 #include "hw/vfio/pci.h"
 #include "hw/vfio/types.h"
@@ -41,11 +42,31 @@ static const char *const identity_props[] = {
     "x-pci-sub-device-id", "x-pci-class-code",
 };
 
+bool passthru_is_frontend_class(ObjectClass *oc)
+{
+    return (object_class_dynamic_cast(oc, TYPE_VFIO_PCI) &&
+            !object_class_dynamic_cast(oc, TYPE_VFIO_PCI_NOHOTPLUG)) ||
+           object_class_dynamic_cast(oc, TYPE_VFIO_USER_NVME);
+}
+
 bool passthru_is_frontend(DeviceState *dev)
 {
-    return (object_dynamic_cast(OBJECT(dev), TYPE_VFIO_PCI) &&
-            !object_dynamic_cast(OBJECT(dev), TYPE_VFIO_PCI_NOHOTPLUG)) ||
-           object_dynamic_cast(OBJECT(dev), TYPE_VFIO_USER_NVME);
+    return passthru_is_frontend_class(object_get_class(OBJECT(dev)));
+}
+
+bool passthru_refuse_not_frontend(const char *port, const char *type,
+                                  PassthruCheck *c)
+{
+    if (port) {
+        return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_WRONG_DRIVER,
+                               "pcie-hotplug-passthru port '%s' accepts "
+                               "only vfio-pci, vfio-nvme and vfio-user-nvme "
+                               "devices, not '%s'", port, type);
+    }
+    return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_WRONG_DRIVER,
+                           "pcie-hotplug-passthru ports accept only "
+                           "vfio-pci, vfio-nvme and vfio-user-nvme devices, "
+                           "not '%s'", type);
 }
 
 static bool is_kernel_vfio(PCIDevice *pdev)
@@ -63,21 +84,28 @@ static const char *id_of(PCIDevice *pdev)
     return DEVICE(pdev)->id ?: "";
 }
 
-static void refuse_trace(PCIDevice *pdev, const char *why)
+/* A port holds one device, at function 0 of its only slot */
+static bool check_address(const char *port, PCIDevice *pdev,
+                          PassthruCheck *c)
 {
-    trace_passthru_frontend_refused(type_of(pdev), id_of(pdev), why);
+    if (pdev->devfn != 0 &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_WRONG_ADDRESS,
+                         "%s '%s' must be at address 0.0 of port '%s', "
+                         "not %x.%x: a port holds one device", type_of(pdev),
+                         id_of(pdev), port, PCI_SLOT(pdev->devfn),
+                         PCI_FUNC(pdev->devfn))) {
+        return false;
+    }
+    return true;
 }
 
-/* A port holds one device, at function 0 of its only slot */
-static bool check_address(PCIEHotplugPassthru *p, PCIDevice *pdev,
-                          Error **errp)
+static bool check_class(PCIDevice *pdev, uint32_t class, PassthruCheck *c)
 {
-    if (pdev->devfn != 0) {
-        error_setg(errp, "%s '%s' must be at address 0.0 of port '%s', "
-                   "not %x.%x: a port holds one device", type_of(pdev),
-                   id_of(pdev), passthru_port_id(p),
-                   PCI_SLOT(pdev->devfn), PCI_FUNC(pdev->devfn));
-        refuse_trace(pdev, "not at address 0.0");
+    if (class != PASSTHRU_NVME_CLASS &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_NOT_NVME,
+                         "%s '%s': class code %02x:%02x:%02x is not an NVMe "
+                         "controller (01:08:02)", type_of(pdev), id_of(pdev),
+                         class >> 16, (class >> 8) & 0xff, class & 0xff)) {
         return false;
     }
     return true;
@@ -89,16 +117,36 @@ static gint strcmp_ptr(gconstpointer a, gconstpointer b)
 }
 
 /*
+ * The kernel VFIO device's host device in sysfs, from sysfsdev= or
+ * host=; NULL when neither is given (fd= passing, where sysfs is not
+ * ours, or nothing).
+ */
+static char *host_sysfs_path(VFIOPCIDevice *vdev)
+{
+    VFIODevice *vbasedev = &vdev->vbasedev;
+
+    if (vbasedev->sysfsdev) {
+        return g_strdup(vbasedev->sysfsdev);
+    }
+    if (vbasedev->fd < 0 &&
+        (~vdev->host.domain || ~vdev->host.bus ||
+         ~vdev->host.slot || ~vdev->host.function)) {
+        return g_strdup_printf("/sys/bus/pci/devices/%04x:%02x:%02x.%01x",
+                               vdev->host.domain, vdev->host.bus,
+                               vdev->host.slot, vdev->host.function);
+    }
+    return NULL;
+}
+
+/*
  * The host device must be alone in its IOMMU group.  Read through sysfs
  * before the device is realized, which would open the group.  A path
  * that cannot be read (no such device, or fd= passing where sysfs is not
  * ours) is left to the realize, which reports it as it always has.
  */
-static bool check_group(PCIDevice *pdev, Error **errp)
+static bool check_group(PCIDevice *pdev, PassthruCheck *c)
 {
-    VFIOPCIDevice *vdev = VFIO_PCI_DEVICE(pdev);
-    VFIODevice *vbasedev = &vdev->vbasedev;
-    g_autofree char *path = NULL;
+    g_autofree char *path = host_sysfs_path(VFIO_PCI_DEVICE(pdev));
     g_autofree char *name = NULL;
     g_autofree char *link = NULL;
     g_autofree char *group = NULL;
@@ -109,15 +157,7 @@ static bool check_group(PCIDevice *pdev, Error **errp)
     g_autoptr(GDir) dir = NULL;
     const char *entry;
 
-    if (vbasedev->sysfsdev) {
-        path = g_strdup(vbasedev->sysfsdev);
-    } else if (vbasedev->fd < 0 &&
-               (~vdev->host.domain || ~vdev->host.bus ||
-                ~vdev->host.slot || ~vdev->host.function)) {
-        path = g_strdup_printf("/sys/bus/pci/devices/%04x:%02x:%02x.%01x",
-                               vdev->host.domain, vdev->host.bus,
-                               vdev->host.slot, vdev->host.function);
-    } else {
+    if (!path) {
         return true;
     }
     name = g_path_get_basename(path);
@@ -142,44 +182,46 @@ static bool check_group(PCIDevice *pdev, Error **errp)
     g_ptr_array_sort(others, strcmp_ptr);
     g_ptr_array_add(others, NULL);
     list = g_strjoinv(", ", (char **)others->pdata);
-    error_setg(errp, "%s '%s': IOMMU group %s of %s also holds %s: pass "
-               "through a device that is alone in its group",
-               type_of(pdev), id_of(pdev), group_nr, name, list);
-    refuse_trace(pdev, "not alone in its IOMMU group");
-    return false;
+    return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_IOMMU_GROUP_NOT_VIABLE,
+                           "%s '%s': IOMMU group %s of %s also holds %s: "
+                           "pass through a device that is alone in its "
+                           "group", type_of(pdev), id_of(pdev), group_nr,
+                           name, list);
 }
 
 /*
  * What can be checked before the device is realized, that is, before
- * the host device is opened.  @dev is known to be a frontend.
+ * the host device is opened.  @dev is known to be a frontend; @port
+ * names the port it is for.
  */
-bool passthru_frontend_check(PCIEHotplugPassthru *p, DeviceState *dev,
-                             Error **errp)
+bool passthru_frontend_check(const char *port, DeviceState *dev,
+                             PassthruCheck *c)
 {
     PCIDevice *pdev = PCI_DEVICE(dev);
     size_t i;
 
     /* An address given by the user; the bus picks one (0.0) otherwise */
-    if (pdev->devfn != -1 && !check_address(p, pdev, errp)) {
+    if (pdev->devfn != -1 && !check_address(port, pdev, c)) {
         return false;
     }
 
     /* A management stack must be able to remove what it added, by id */
-    if (dev->id && !id_wellformed(dev->id)) {
-        error_setg(errp, "%s: id '%s' is not well formed: it must begin "
-                   "with a letter and contain only letters, digits, '-', "
-                   "'.' and '_'", type_of(pdev), dev->id);
-        refuse_trace(pdev, "id not well formed");
+    if (dev->id && !id_wellformed(dev->id) &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_BAD_ID,
+                         "%s: id '%s' is not well formed: it must begin "
+                         "with a letter and contain only letters, digits, "
+                         "'-', '.' and '_'", type_of(pdev), dev->id)) {
         return false;
     }
     for (i = 0; i < ARRAY_SIZE(identity_props); i++) {
         uint64_t v = object_property_get_uint(OBJECT(dev), identity_props[i],
                                               &error_abort);
-        if ((uint32_t)v != (uint32_t)PCI_ANY_ID) {
-            error_setg(errp, "%s '%s': property '%s' is not allowed: a "
-                       "passthrough NVMe device keeps its own identity",
-                       type_of(pdev), id_of(pdev), identity_props[i]);
-            refuse_trace(pdev, "identity override");
+        if ((uint32_t)v != (uint32_t)PCI_ANY_ID &&
+            !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_IDENTITY_OVERRIDE,
+                             "%s '%s': property '%s' is not allowed: a "
+                             "passthrough NVMe device keeps its own identity",
+                             type_of(pdev), id_of(pdev),
+                             identity_props[i])) {
             return false;
         }
     }
@@ -191,33 +233,79 @@ bool passthru_frontend_check(PCIEHotplugPassthru *p, DeviceState *dev,
      * of the device blocks in the kernel until the guest lets go, and
      * no surprise removal happens.
      */
-    if (!(VFIO_PCI_DEVICE(pdev)->features & VFIO_FEATURE_ENABLE_REQ)) {
-        error_setg(errp, "%s '%s': property 'x-req' is not allowed off: "
-                   "the host taking the device back must remove it from "
-                   "the guest", type_of(pdev), id_of(pdev));
-        refuse_trace(pdev, "x-req off");
+    if (!(VFIO_PCI_DEVICE(pdev)->features & VFIO_FEATURE_ENABLE_REQ) &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_X_REQ_OFF,
+                         "%s '%s': property 'x-req' is not allowed off: "
+                         "the host taking the device back must remove it "
+                         "from the guest", type_of(pdev), id_of(pdev))) {
         return false;
     }
-    return check_group(pdev, errp);
+    return check_group(pdev, c);
 }
 
-/* What only the realized device can tell: its address, its class */
-bool passthru_frontend_check_realized(PCIEHotplugPassthru *p, PCIDevice *pdev,
-                                      Error **errp)
+/*
+ * What the realize of a kernel VFIO device would find, read from sysfs
+ * beforehand: for the admission query only.  device_add opens the host
+ * device instead, and says what vfio-pci says (no such device, group
+ * not viable) or, once realized, what its config space says
+ * (passthru_frontend_check_realized()).  Nothing to read for fd=.
+ */
+bool passthru_frontend_check_host(DeviceState *dev, PassthruCheck *c)
 {
-    uint32_t class = pci_get_long(pdev->config + PCI_CLASS_REVISION) >> 8;
+    PCIDevice *pdev = PCI_DEVICE(dev);
+    g_autofree char *path = NULL;
+    g_autofree char *class_file = NULL;
+    g_autofree char *class_str = NULL;
+    g_autofree char *driver_link = NULL;
+    g_autofree char *driver = NULL;
+    g_autofree char *driver_name = NULL;
+    uint64_t class;
 
-    if (!check_address(p, pdev, errp)) {
+    if (!is_kernel_vfio(pdev)) {
+        return true;
+    }
+    path = host_sysfs_path(VFIO_PCI_DEVICE(pdev));
+    if (!path) {
+        return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_MISSING,
+                               "%s '%s': no host device: give host= or "
+                               "sysfsdev=", type_of(pdev), id_of(pdev));
+    }
+    if (!g_file_test(path, G_FILE_TEST_IS_DIR)) {
+        return passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_MISSING,
+                               "%s '%s': no such host device: %s",
+                               type_of(pdev), id_of(pdev), path);
+    }
+    class_file = g_strdup_printf("%s/class", path);
+    if (g_file_get_contents(class_file, &class_str, NULL, NULL) &&
+        !qemu_strtou64(g_strstrip(class_str), NULL, 16, &class) &&
+        !check_class(pdev, class, c)) {
         return false;
     }
-    if (class != PASSTHRU_NVME_CLASS) {
-        error_setg(errp, "%s '%s': class code %02x:%02x:%02x is not an NVMe "
-                   "controller (01:08:02)", type_of(pdev), id_of(pdev),
-                   class >> 16, (class >> 8) & 0xff, class & 0xff);
-        refuse_trace(pdev, "not an NVMe controller");
+    driver_link = g_strdup_printf("%s/driver", path);
+    driver = g_file_read_link(driver_link, NULL);
+    if (driver) {
+        driver_name = g_path_get_basename(driver);
+    }
+    if (g_strcmp0(driver_name, "vfio-pci") &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_HOST_DEVICE_IN_USE,
+                         "%s '%s': host device %s is %s%s%s, not vfio-pci: "
+                         "bind it to vfio-pci first", type_of(pdev),
+                         id_of(pdev), path,
+                         driver_name ? "in use by the host (driver " :
+                         "bound to no driver",
+                         driver_name ?: "", driver_name ? ")" : "")) {
         return false;
     }
     return true;
+}
+
+/* What only the realized device can tell: its address, its class */
+bool passthru_frontend_check_realized(const char *port, PCIDevice *pdev,
+                                      PassthruCheck *c)
+{
+    uint32_t class = pci_get_long(pdev->config + PCI_CLASS_REVISION) >> 8;
+
+    return check_address(port, pdev, c) && check_class(pdev, class, c);
 }
 
 /* Watching the device on the port */

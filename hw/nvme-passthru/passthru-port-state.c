@@ -89,18 +89,26 @@ PCIEHotplugPassthru *passthru_pending_port(void)
     return NULL;
 }
 
-bool passthru_check_no_pending(Error **errp)
+bool passthru_check_pending(PassthruCheck *c)
 {
     PCIEHotplugPassthru *p = passthru_pending_port();
 
-    if (p) {
-        error_setg(errp, "another passthrough hotplug operation is pending: "
-                   "%s of '%s' on port '%s'",
-                   PassthruHotplugOperation_str(p->op),
-                   passthru_dev_id(p->dev), passthru_port_id(p));
+    if (p && !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_OPERATION_PENDING,
+                              "another passthrough hotplug operation is "
+                              "pending: %s of '%s' on port '%s'",
+                              PassthruHotplugOperation_str(p->op),
+                              passthru_dev_id(p->dev),
+                              passthru_port_id(p))) {
         return false;
     }
     return true;
+}
+
+bool passthru_check_no_pending(Error **errp)
+{
+    PassthruCheck c = PASSTHRU_CHECK_ERRP(errp);
+
+    return passthru_check_pending(&c);
 }
 
 unsigned passthru_port_count(void)
@@ -123,6 +131,18 @@ unsigned passthru_device_count(void)
         n += !!p->dev;
     }
     return n;
+}
+
+bool passthru_check_device_count(PassthruCheck *c)
+{
+    if (passthru_device_count() >= PASSTHRU_MAX_DEVICES &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_TOO_MANY_DEVICES,
+                         "passthrough hotplug allows at most %d passthrough "
+                         "NVMe devices, and the VM has them",
+                         PASSTHRU_MAX_DEVICES)) {
+        return false;
+    }
+    return true;
 }
 
 /*

@@ -10,6 +10,8 @@
  *   passthru-port-signal.c   how the guest is told: ACPI PCI hotplug or
  *                            the slot's native PCIe hotplug
  *   passthru-port-qmp.c      query-passthru-hotplug
+ *   passthru-port-hmp.c      info passthru-hotplug
+ *   passthru-admission.c     query-passthru-hotplug-admission
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -108,14 +110,30 @@ BusState *passthru_port_bus(PCIEHotplugPassthru *p);
  * in this order: passthru_is_frontend(), passthru_frontend_check()
  * before the device is realized where the port's pre_plug sees it, and
  * passthru_frontend_check_realized() before the guest is told of it.
- * passthru_frontend_adopt() then makes the port watch the device.
+ * passthru_frontend_adopt() then makes the port watch the device.  The
+ * checks report into a PassthruCheck, and return false when the checks
+ * stop (passthru_refuse()); @port names the port the device is for.
  */
+bool passthru_is_frontend_class(ObjectClass *oc);
 bool passthru_is_frontend(DeviceState *dev);
-bool passthru_frontend_check(PCIEHotplugPassthru *p, DeviceState *dev,
-                             Error **errp);
-bool passthru_frontend_check_realized(PCIEHotplugPassthru *p, PCIDevice *pdev,
-                                      Error **errp);
+bool passthru_refuse_not_frontend(const char *port, const char *type,
+                                  PassthruCheck *c);
+bool passthru_frontend_check(const char *port, DeviceState *dev,
+                             PassthruCheck *c);
+bool passthru_frontend_check_host(DeviceState *dev, PassthruCheck *c);
+bool passthru_frontend_check_realized(const char *port, PCIDevice *pdev,
+                                      PassthruCheck *c);
 void passthru_frontend_adopt(PCIDevice *pdev);
+
+/*
+ * May @dev, a frontend or NULL (the admission query, for a driver that
+ * is none), be plugged into @p now (pcie-hotplug-passthru.c)?  @p is
+ * NULL when the admission query found no port named @port: what does
+ * not depend on the port is still checked.
+ */
+bool passthru_port_check_plug(PCIEHotplugPassthru *p, const char *port,
+                              DeviceState *dev, bool hotplugged,
+                              PassthruCheck *c);
 
 /*
  * The state machine (passthru-port-state.c).  Every port, in creation
@@ -127,7 +145,9 @@ extern PassthruPorts passthru_ports;
 bool passthru_port_busy(PCIEHotplugPassthru *p);
 PCIEHotplugPassthru *passthru_pending_port(void);
 bool passthru_check_no_pending(Error **errp);
+bool passthru_check_pending(PassthruCheck *c);
 unsigned passthru_device_count(void);
+bool passthru_check_device_count(PassthruCheck *c);
 uint64_t passthru_op_elapsed_ms(PCIEHotplugPassthru *p);
 
 bool passthru_device_attach(PCIEHotplugPassthru *p, PCIDevice *dev,

@@ -38,44 +38,56 @@
 
 /* HotplugHandler: the policy, then the signalling */
 
+bool passthru_port_check_plug(PCIEHotplugPassthru *p, const char *port,
+                              DeviceState *dev, bool hotplugged,
+                              PassthruCheck *c)
+{
+    if (dev && !passthru_is_frontend(dev)) {
+        if (!passthru_refuse_not_frontend(port,
+                                          object_get_typename(OBJECT(dev)),
+                                          c)) {
+            return false;
+        }
+    } else if (dev && !passthru_frontend_check(port, dev, c)) {
+        return false;
+    }
+    if (!passthru_check_device_count(c)) {
+        return false;
+    }
+    if (p && p->dev &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_PORT_OCCUPIED,
+                         "port '%s' already holds '%s'", port,
+                         passthru_dev_id(p->dev))) {
+        return false;
+    }
+    if (!hotplugged) {
+        return true;
+    }
+    if (!passthru_check_pending(c)) {
+        return false;
+    }
+    /*
+     * A device plugged before the guest has finished with the previous
+     * one would be taken for it and ejected.
+     */
+    if (p && p->signal->ack_pending(p) &&
+        !passthru_refuse(c, PASSTHRU_REFUSAL_CODE_REMOVAL_UNACKNOWLEDGED,
+                         "port '%s': the guest has not yet acknowledged the "
+                         "removal of the previous device", port)) {
+        return false;
+    }
+    return true;
+}
+
 static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
                               Error **errp)
 {
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
+    PassthruCheck c = PASSTHRU_CHECK_ERRP(errp);
 
-    if (!passthru_is_frontend(dev)) {
-        error_setg(errp, "pcie-hotplug-passthru port '%s' accepts only "
-                   "vfio-pci, vfio-nvme and vfio-user-nvme devices, not '%s'",
-                   passthru_port_id(p), object_get_typename(OBJECT(dev)));
+    if (!passthru_port_check_plug(p, passthru_port_id(p), dev,
+                                  dev->hotplugged, &c)) {
         return;
-    }
-    if (!passthru_frontend_check(p, dev, errp)) {
-        return;
-    }
-    if (passthru_device_count() >= PASSTHRU_MAX_DEVICES) {
-        error_setg(errp, "passthrough hotplug allows at most %d passthrough "
-                   "NVMe devices, and the VM has them", PASSTHRU_MAX_DEVICES);
-        return;
-    }
-    if (p->dev) {
-        error_setg(errp, "port '%s' already holds '%s'", passthru_port_id(p),
-                   passthru_dev_id(p->dev));
-        return;
-    }
-    if (dev->hotplugged) {
-        if (!passthru_check_no_pending(errp)) {
-            return;
-        }
-        /*
-         * A device plugged before the guest has finished with the
-         * previous one would be taken for it and ejected.
-         */
-        if (p->signal->ack_pending(p)) {
-            error_setg(errp, "port '%s': the guest has not yet acknowledged "
-                       "the removal of the previous device",
-                       passthru_port_id(p));
-            return;
-        }
     }
     p->signal->pre_plug(p, dev, errp);
 }
@@ -84,6 +96,7 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
                           Error **errp)
 {
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
+    PassthruCheck c = PASSTHRU_CHECK_ERRP(errp);
     ERRP_GUARD();
 
     /*
@@ -92,7 +105,8 @@ static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
      * -only-migratable, the migration blocker.  A refused device is
      * unrealized again by qdev, and no DEVICE_DELETED is sent.
      */
-    if (!passthru_frontend_check_realized(p, PCI_DEVICE(dev), errp) ||
+    if (!passthru_frontend_check_realized(passthru_port_id(p),
+                                          PCI_DEVICE(dev), &c) ||
         !passthru_device_attach(p, PCI_DEVICE(dev), errp)) {
         return;
     }

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -366,7 +367,30 @@ class Run:
             out.append("%s -> %s" % (" ".join(args), r["reason"]))
         rc, o, e = sh([TOOL, "-c", URI, "no-such-domain", "status"])
         check(rc != 0 and "no-such-domain" in e, "unknown domain: %s" % e)
-        return "bad arguments are refused with exit 2 and a reason", out
+        # QEMU's admission query, before device_add: every reason, with
+        # its code; --no-admission leaves it to device_add, which says
+        # the same.  QEMU only checks that the socket is one.
+        path = os.path.join(self.run, "admission.sock")
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lsock.bind(path)
+        want = ("bad-id: vfio-user-nvme: id 'nvme x' is not well formed: "
+                "it must begin with a letter and contain only letters, "
+                "digits, '-', '.' and '_'")
+        rc, o, e = tool(DOMAIN, "add", "ua-pt1", "nvme x", "--socket", path)
+        r = json.loads(o) if o.strip() else {}
+        check(rc == 2 and r.get("reason") == want and
+              [x["code"] for x in r.get("refusals", [])] == ["bad-id"],
+              "admission: rc %d %s%s" % (rc, o, e))
+        out.append("add ua-pt1 'nvme x' -> %s" % r["reason"])
+        rc, o, e = tool(DOMAIN, "--no-admission", "add", "ua-pt1", "nvme x",
+                        "--socket", path)
+        r = json.loads(o) if o.strip() else {}
+        lsock.close()
+        check(rc == 1 and r.get("reason") == want.split(": ", 1)[1],
+              "--no-admission: rc %d %s%s" % (rc, o, e))
+        out.append("--no-admission: device_add -> %s" % r["reason"])
+        return ("bad arguments are refused with exit 2 and a reason; QEMU's "
+                "admission refusals too, with their codes", out)
 
     def t_kernel_vfio(self):
         """virt-nvme-hotplug --host: the host module's refusals, word for

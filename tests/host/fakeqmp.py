@@ -6,6 +6,10 @@ the PASSTHRU_HOTPLUG events that follow.  It records every command.
 mode "complete": add started, then completed; "fail": add started, then
 failed (guest timeout) and DEVICE_DELETED; "error": device_add returns
 an error; "silent": no event after device_add.
+
+query-passthru-hotplug-admission answers admissible, or with the
+refusals given ([(code, message), ...]); admission=False plays a QEMU
+that predates the command (CommandNotFound).
 """
 
 import json
@@ -15,10 +19,13 @@ import threading
 
 
 class FakeQmp:
-    def __init__(self, path, ports, mode="complete"):
+    def __init__(self, path, ports, mode="complete", refusals=(),
+                 admission=True):
         self.path = path
         self.ports = ports          # [{"id": "rp1", "state": "empty"}, ...]
         self.mode = mode
+        self.refusals = refusals
+        self.admission = admission
         self.commands = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(path)
@@ -65,6 +72,12 @@ class FakeQmp:
                     "max-devices": 32, "max-vcpus": 128,
                     "ports": [dict(p, chassis=i + 1, slot=0)
                               for i, p in enumerate(self.ports)]}})
+            elif (name == "query-passthru-hotplug-admission" and
+                  self.admission):
+                self.send(f, {"return": {
+                    "admissible": not self.refusals,
+                    "refusals": [{"code": c, "message": m}
+                                 for c, m in self.refusals]}})
             elif name == "device_add" and self.mode == "error":
                 self.send(f, {"error": {"class": "GenericError",
                                         "desc": "vfio 0000:01:00.0: group "
@@ -94,6 +107,10 @@ class FakeQmp:
         self.sock.close()
         if os.path.exists(self.path):
             os.unlink(self.path)
+
+    def admissions(self):
+        return [c["arguments"]["device"] for c in self.commands
+                if c["execute"] == "query-passthru-hotplug-admission"]
 
     def device_adds(self):
         return [c.get("arguments") for c in self.commands

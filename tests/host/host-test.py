@@ -744,14 +744,14 @@ def pci_add(bdf, cls="10802", pci_id="144D:A808"):
                   f"{bdf}", pci_class=cls, pci_id=pci_id, pci_slot_name=bdf)
 
 
-def watch_setup(tmp, policy, ports=None, mode="complete"):
+def watch_setup(tmp, policy, ports=None, mode="complete", **kw):
     t = Tree(tmp)
     t.iommu_on()
     qmp = FakeQmp(tmp + "/vm1.qmp", ports or [
         {"id": "rp1", "state": "present", "device": "nvme-a",
          "transport": "vfio", "backend": "0000:09:00.0"},
         {"id": "rp2", "state": "empty"}, {"id": "rp3", "state": "empty"}],
-        mode=mode)
+        mode=mode, **kw)
     t.write("policy", policy.replace("QMP", qmp.path))
     return t, qmp
 
@@ -825,8 +825,57 @@ def watch_places_allowed_drive(tmp):
     eq(qmp.device_adds(), [{"driver": "vfio-pci",
                             "id": "hostnvme-0000-01-00-0", "bus": "rp2",
                             "host": A}])
+    eq(qmp.admissions(), qmp.device_adds())
+    eq([c["execute"] for c in qmp.commands][-2:],
+       ["query-passthru-hotplug-admission", "device_add"])
     eq(os.readlink(t.p(f"sys/bus/pci/devices/{A}/driver")),
        "../../drivers/vfio-pci")
+
+
+def watch_admission(tmp, **kw):
+    """watch places drive A with the fake QMP server set up by KW"""
+    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n", **kw)
+    k = FakeKernel(t)
+    try:
+        insert(t)
+        rc, steps, err = watch(t, pci_add(A))
+    finally:
+        k.stop()
+        qmp.stop()
+    return rc, steps, qmp
+
+
+@test
+def watch_not_admitted(tmp):
+    """QEMU's admission query refuses the device on the free port: no
+    device_add; every reason printed, with its code; exit 1, the device
+    stays on vfio-pci"""
+    refusals = [
+        ("operation-pending", "another passthrough hotplug operation is "
+         "pending: add of 'nvme-b' on port 'rp3'"),
+        ("iommu-group-not-viable", f"vfio-pci 'hostnvme-0000-01-00-0': "
+         f"IOMMU group 1 of {A} also holds 0000:01:00.1: pass through a "
+         "device that is alone in its group")]
+    rc, steps, qmp = watch_admission(tmp, refusals=refusals)
+    eq((rc, [s[1] for s in steps]),
+       (1, ["watching", "inserted", "enabled", "port", "not-admitted"]))
+    eq(steps[-1][2], "VM vm1: QEMU would refuse device_add on port rp2: "
+       + "; ".join(f"{c}: {m}" for c, m in refusals)
+       + "; the device stays on vfio-pci")
+    eq(qmp.device_adds(), [])
+    eq(qmp.admissions(), [{"driver": "vfio-pci",
+                           "id": "hostnvme-0000-01-00-0", "bus": "rp2",
+                           "host": A}])
+
+
+@test
+def watch_qemu_without_admission(tmp):
+    """a QEMU without the admission query (CommandNotFound): watch goes
+    on with device_add, which says for itself"""
+    rc, steps, qmp = watch_admission(tmp, admission=False)
+    eq((rc, [s[1] for s in steps]),
+       (0, ["watching", "inserted", "enabled", "port", "added"]))
+    eq(len(qmp.device_adds()), 1)
 
 
 @test

@@ -160,36 +160,10 @@ static void test_migration_blocked(const void *data)
  */
 static void test_33rd_device(const void *data)
 {
-    Test *t = g_new0(Test, 1);
-    g_autoptr(GString) args = g_string_new(
-        "-machine q35,memory-backend=m0 -nodefaults "
-        "-object memory-backend-memfd,id=m0,size=128M,share=on "
-        POLICY_ARGS);
-    g_autoptr(GError) err = NULL;
+    Test *t = test_start_full(data);
     g_autoptr(QDict) query_resp = NULL;
     const QListEntry *e;
-    int i, present = 0;
-
-    t->mode = data;
-    g_queue_init(&t->events);
-    t->dir = g_dir_make_tmp("pcie-hotplug-passthru-XXXXXX", &err);
-    g_assert_no_error(err);
-
-    for (i = 0; i < MAX_SERVERS; i++) {
-        server_start(t, i, SERVER_NVME);
-    }
-    for (i = 0; i < 32; i++) {
-        g_string_append_printf(args,
-            " -device pcie-hotplug-passthru,id=p%d,bus=pcie.0,chassis=%d,"
-            "addr=%d.%d,multifunction=on"
-            " -device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n%d\","
-            "\"bus\":\"p%d\",\"socket\":{\"type\":\"unix\","
-            "\"path\":\"%s\"}}'",
-            i, i + 1, 8 + i / 8, i % 8, i, i, t->srv[i].sock);
-    }
-    t->qts = qtest_init(args->str);
-    qtest_qmp_set_event_callback(t->qts, event_cb, t);
-    t->pcibus = qpci_new_pc(t->qts, NULL);
+    int present = 0;
 
     query_resp = query(t);
     for (e = qlist_first(qdict_get_qlist(qdict_get_qdict(query_resp,

@@ -12,6 +12,7 @@
 #define HW_NVME_PASSTHRU_H
 
 #include "hw/pci/pci_device.h"
+#include "qapi/qapi-types-passthru-hotplug.h"
 #include "qom/object.h"
 
 #define TYPE_PCIE_HOTPLUG_PASSTHRU "pcie-hotplug-passthru"
@@ -61,7 +62,39 @@ void passthru_port_host_gone(PCIDevice *dev, const char *reason);
 /* How many pcie-hotplug-passthru ports the VM has */
 unsigned passthru_port_count(void);
 
+/*
+ * Refusals (passthru-check.c).  Every rule that may refuse a device
+ * reports into a PassthruCheck, so that device_add and the admission
+ * query run the same code.  device_add's check keeps the first refusal
+ * in its Error and stops there; the admission query's collects every
+ * refusal and goes on.
+ */
+typedef struct PassthruCheck {
+    Error **errp;                   /* device_add: the first refusal */
+    PassthruRefusalList **tail;     /* admission: every refusal */
+    bool refused;
+} PassthruCheck;
+
+#define PASSTHRU_CHECK_ERRP(e) ((PassthruCheck) { .errp = (e) })
+
+/*
+ * Refuse for @code, with a message that says why.  Returns whether the
+ * checks go on: false for device_add's check (stop at the first
+ * refusal), true for the admission query's.  So a rule reads
+ *
+ *     if (broken && !passthru_refuse(c, code, "...")) {
+ *         return false;
+ *     }
+ *
+ * and a function of rules returns false only when the checks stop.
+ */
+bool passthru_refuse(PassthruCheck *c, PassthruRefusalCode code,
+                     const char *fmt, ...) G_GNUC_PRINTF(3, 4);
+
 /* Enforce the VM-wide rules (passthru-policy.c); once is enough */
 void passthru_policy_enable(void);
+
+/* Check the running VM against the VM-wide rules (passthru-policy.c) */
+bool passthru_policy_check(PassthruCheck *c);
 
 #endif

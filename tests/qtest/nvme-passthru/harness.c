@@ -483,14 +483,16 @@ void expect_guest_told_gone(Test *t, int n)
 
 /* VM */
 
+/* A VM the policy admits, with @mem of shared memory for vfio-user */
+#define VM_ARGS(mem) \
+    "-machine q35,memory-backend=m0 -nodefaults " \
+    "-object memory-backend-memfd,id=m0,size=" mem ",share=on " POLICY_ARGS
+
 /* @extra: more command line options, NULL for none */
 Test *test_start_extra(const Mode *mode, int nports, const char *extra)
 {
     Test *t = test_new();
-    g_autoptr(GString) args = g_string_new(
-        "-machine q35,memory-backend=m0 -nodefaults "
-        "-object memory-backend-memfd,id=m0,size=256M,share=on "
-        POLICY_ARGS);
+    g_autoptr(GString) args = g_string_new(VM_ARGS("256M"));
     int n;
 
     g_assert_cmpint(nports, <=, MAX_PORTS);
@@ -522,6 +524,35 @@ Test *test_start_extra(const Mode *mode, int nports, const char *extra)
 Test *test_start(const Mode *mode, int nports)
 {
     return test_start_extra(mode, nports, NULL);
+}
+
+/*
+ * A VM with its 32 passthrough devices: ports p0..p31, each holding
+ * vfio-user-nvme nN served by server N; server 32 is left for a 33rd.
+ */
+Test *test_start_full(const Mode *mode)
+{
+    Test *t = test_new();
+    g_autoptr(GString) args = g_string_new(VM_ARGS("128M"));
+    int i;
+
+    t->mode = mode;
+    for (i = 0; i < MAX_SERVERS; i++) {
+        server_start(t, i, SERVER_NVME);
+    }
+    for (i = 0; i < 32; i++) {
+        g_string_append_printf(args,
+            " -device pcie-hotplug-passthru,id=p%d,bus=pcie.0,chassis=%d,"
+            "addr=%d.%d,multifunction=on"
+            " -device '{\"driver\":\"vfio-user-nvme\",\"id\":\"n%d\","
+            "\"bus\":\"p%d\",\"socket\":{\"type\":\"unix\","
+            "\"path\":\"%s\"}}'",
+            i, i + 1, 8 + i / 8, i % 8, i, i, t->srv[i].sock);
+    }
+    t->qts = qtest_init(args->str);
+    qtest_qmp_set_event_callback(t->qts, event_cb, t);
+    t->pcibus = qpci_new_pc(t->qts, NULL);
+    return t;
 }
 
 /* A test folder for servers, without a QEMU: for command lines */

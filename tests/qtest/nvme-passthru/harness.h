@@ -130,6 +130,7 @@ void guest_eject(Test *t, int n);
 void expect_guest_told_gone(Test *t, int n);
 Test *test_start_extra(const Mode *mode, int nports, const char *extra);
 Test *test_start(const Mode *mode, int nports);
+Test *test_start_full(const Mode *mode);
 Test *test_new(void);
 void test_end(Test *t);
 void test_free(Test *t);
