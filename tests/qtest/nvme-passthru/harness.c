@@ -481,6 +481,20 @@ void expect_guest_told_gone(Test *t, int n)
     }
 }
 
+/*
+ * The guest, told that the device on rp@n is gone, lets go of the slot
+ * (ACPI B0EJ, native slot power off): the port takes a device again.
+ */
+void guest_ack_gone(Test *t, int n)
+{
+    expect_guest_told_gone(t, n);
+    if (t->mode->native) {
+        slot_power(t, n, false);
+    } else {
+        acpi_eject(t, n);
+    }
+}
+
 /* VM */
 
 /* @extra: more command line options, NULL for none */
@@ -606,6 +620,29 @@ void remove_start(Test *t, int n, const char *id)
     qtest_qmp_device_del_send(t->qts, id);
     expect_hotplug_event(t, PORT(n), id, "remove", "started", "qmp", NULL);
     check_port(t, n, "removing", id, "remove");
+}
+
+/* The guest ejects the device whose removal is pending: it is gone */
+void remove_finish(Test *t, int n, const char *id)
+{
+    guest_eject(t, n);
+    expect_hotplug_event(t, PORT(n), id, "remove", "completed", "qmp", NULL);
+    expect_removed(t, n, id);
+}
+
+/* device_del of @id on rp@n, and the guest agrees: an orderly removal */
+void remove_orderly(Test *t, int n, const char *id)
+{
+    remove_start(t, n, id);
+    remove_finish(t, n, id);
+}
+
+/* device_del of @id on rp@n, whose port has removal=surprise */
+void remove_surprise(Test *t, int n, const char *id)
+{
+    qtest_qmp_device_del_send(t->qts, id);
+    expect_surprise_removal(t, n, id, "qmp",
+                            "device_del on a port with removal=surprise");
 }
 
 void expect_removed(Test *t, int n, const char *id)

@@ -128,6 +128,7 @@ void acpi_eject(Test *t, int n);
 void guest_enable(Test *t, int n);
 void guest_eject(Test *t, int n);
 void expect_guest_told_gone(Test *t, int n);
+void guest_ack_gone(Test *t, int n);
 Test *test_start_extra(const Mode *mode, int nports, const char *extra);
 Test *test_start(const Mode *mode, int nports);
 Test *test_new(void);
@@ -137,6 +138,9 @@ void add_start(Test *t, int n, int i, const char *id);
 void add_finish(Test *t, int n, const char *id);
 void hot_add(Test *t, int n, int i, const char *id);
 void remove_start(Test *t, int n, const char *id);
+void remove_finish(Test *t, int n, const char *id);
+void remove_orderly(Test *t, int n, const char *id);
+void remove_surprise(Test *t, int n, const char *id);
 void expect_removed(Test *t, int n, const char *id);
 void expect_surprise_removal(Test *t, int n, const char *id,
                              const char *cause, const char *reason);
