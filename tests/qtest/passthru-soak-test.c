@@ -110,12 +110,7 @@ static void server_again(Test *t, int i)
     Server *s = &t->srv[i];
 
     if (s->pid) {
-        gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
-
-        while (!server_exited(s)) {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(5 * 1000);
-        }
+        g_assert_true(server_wait_exit(s));
         server_stop(s);
     }
     if (s->sock) {

@@ -103,7 +103,8 @@ void server_start(Test *t, int i, ServerKind kind)
         g_ptr_array_add(argv, (char *)"-drive");
         g_ptr_array_add(argv, drive);
         g_ptr_array_add(argv, (char *)"-device");
-        g_ptr_array_add(argv, (char *)"nvme,id=nvme0,serial=hp0,drive=d0");
+        g_ptr_array_add(argv, (char *)"nvme,id=nvme0,serial=" SERVER_SERIAL
+                                    ",drive=d0");
     } else {
         /* The x-vfio-user-server object names its device "nvme0" */
         g_ptr_array_add(argv, (char *)"-device");
@@ -134,6 +135,23 @@ void server_kill(Server *s)
     g_assert_cmpint(kill(s->pid, SIGKILL), ==, 0);
     g_assert_cmpint(waitpid(s->pid, NULL, 0), ==, s->pid);
     s->running = false;
+}
+
+/*
+ * Wait for server @s to exit by itself, as it does when its client
+ * hangs up; false if it has not within TIMEOUT_US
+ */
+bool server_wait_exit(Server *s)
+{
+    gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
+
+    while (!server_exited(s)) {
+        if (g_get_monotonic_time() > deadline) {
+            return false;
+        }
+        g_usleep(5 * 1000);
+    }
+    return true;
 }
 
 void server_stop(Server *s)

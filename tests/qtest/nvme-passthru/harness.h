@@ -37,6 +37,8 @@
 #define MAX_PORTS               2
 #define MAX_SERVERS             33
 #define UNPLUG_TIMEOUT_MS       200
+/* The serial number of the NVMe controller a server exports */
+#define SERVER_SERIAL           "hp0"
 #define MS_TO_NS(ms)            ((int64_t)(ms) * 1000 * 1000)
 
 /* What the passthrough hotplug policy asks of every VM with a port */
@@ -102,6 +104,7 @@ extern const char *const port_ids[MAX_PORTS + 1];
 bool server_exited(Server *s);
 void server_start(Test *t, int i, ServerKind kind);
 void server_kill(Server *s);
+bool server_wait_exit(Server *s);
 void server_stop(Server *s);
 bool event_cb(QTestState *qts, const char *name, QDict *event,
               void *opaque);
