@@ -40,7 +40,8 @@ flags=(
     --firmwarepath="$(echo $firmware_dirs | tr ' ' :)"
 )
 
-say() { echo "build-fuzz: $*"; }
+# shellcheck source=scripts/qemu-build-lib.sh
+. "$top/scripts/qemu-build-lib.sh"
 
 [ -d "$src" ] || { echo "build-fuzz: error: no upstream tree at $src" >&2; exit 1; }
 command -v "$cc" >/dev/null ||
@@ -53,39 +54,7 @@ else
     flags+=(--cc="$cc" --cxx="$cxx")
 fi
 
-want="${flags[*]}"
-if [ ! -f "$obj/build.ninja" ] ||
-    [ "$(cat "$obj/.passthru-flags" 2>/dev/null)" != "$want" ]; then
-    say "configuring QEMU in $obj (log: $build/configure-fuzz.log)"
-    rm -rf "$obj"
-    mkdir -p "$obj"
-    if ! (cd "$obj" && "$src/configure" "${flags[@]}") \
-        >"$build/configure-fuzz.log" 2>&1; then
-        tail -n 20 "$build/configure-fuzz.log" >&2
-        echo "build-fuzz: error: configure failed, see $build/configure-fuzz.log" >&2
-        exit 1
-    fi
-    echo "$want" >"$obj/.passthru-flags"
-fi
-
-say "ninja qemu-fuzz-x86_64 (log: $build/ninja-fuzz.log)"
-start=$(date +%s)
-set +e
-ninja -C "$obj" qemu-fuzz-x86_64 2>&1 | tee "$build/ninja-fuzz.log" |
-    awk -F'[][/]' '/^\[[0-9]+\/[0-9]+\]/ { if ($2 % 250 == 0 || $2 == $3)
-        printf "build-fuzz:   step %s of %s\n", $2, $3; fflush(); next }
-        { print; fflush() }'
-rc=${PIPESTATUS[0]}
-set -e
-if [ "$rc" != 0 ]; then
-    echo "build-fuzz: error: ninja failed, see $build/ninja-fuzz.log" >&2
-    exit 1
-fi
-say "done in $(( $(date +%s) - start ))s"
-
-for d in $firmware_dirs; do
-    if [ -d "$d" ] && [ ! -e "$obj/qemu-bundle$d" ]; then
-        mkdir -p "$(dirname "$obj/qemu-bundle$d")"
-        ln -sfn "$d" "$obj/qemu-bundle$d"
-    fi
-done
+qemu_configure build-fuzz "$obj" "$build/configure-fuzz.log" "${flags[@]}"
+qemu_ninja build-fuzz "$obj" "$build/ninja-fuzz.log" qemu-fuzz-x86_64
+# shellcheck disable=SC2086
+qemu_link_firmware "$obj" $firmware_dirs

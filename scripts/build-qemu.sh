@@ -60,6 +60,9 @@ if [ -n "$sfx" ]; then
             --extra-cflags=-fno-sanitize-recover=undefined)
 fi
 
+# shellcheck source=scripts/qemu-build-lib.sh
+. "$top/scripts/qemu-build-lib.sh"
+
 say() { echo "build$sfx: $*"; }
 
 [ -d "$src" ] || { echo "build: error: no upstream tree at $src" >&2; exit 1; }
@@ -73,21 +76,7 @@ else
     say "warning: ccache not found, builds from scratch will be slow"
 fi
 
-want="${flags[*]}"
-if [ ! -f "$obj/build.ninja" ] ||
-    [ "$(cat "$obj/.passthru-flags" 2>/dev/null)" != "$want" ]; then
-    say "configuring QEMU in $obj (log: $build/configure$sfx.log)"
-    rm -rf "$obj"
-    mkdir -p "$obj"
-    if ! (cd "$obj" && "$src/configure" "${flags[@]}") \
-        >"$build/configure$sfx.log" 2>&1; then
-        tail -n 20 "$build/configure$sfx.log" >&2
-        echo "build$sfx: error: configure failed," \
-             "see $build/configure$sfx.log" >&2
-        exit 1
-    fi
-    echo "$want" >"$obj/.passthru-flags"
-fi
+qemu_configure "build$sfx" "$obj" "$build/configure$sfx.log" "${flags[@]}"
 
 targets=(qemu-system-x86_64)
 for t in "$top"/tests/qtest/*-test.c; do
@@ -98,28 +87,6 @@ for t in $(sed 's/#.*//' "$top/tests/upstream-qtests" | awk 'NF { print $1 }'); 
     targets+=("tests/qtest/$t")
 done
 
-say "ninja ${targets[*]} (log: $build/ninja$sfx.log)"
-start=$(date +%s)
-set +e
-# Show every 250th step, so a long build shows life without a wall of text.
-ninja -C "$obj" "${targets[@]}" 2>&1 | tee "$build/ninja$sfx.log" |
-    awk -v sfx="$sfx" -F'[][/]' '/^\[[0-9]+\/[0-9]+\]/ {
-        if ($2 % 250 == 0 || $2 == $3)
-            printf "build%s:   step %s of %s\n", sfx, $2, $3; fflush(); next }
-        { print; fflush() }'
-rc=${PIPESTATUS[0]}
-set -e
-if [ "$rc" != 0 ]; then
-    echo "build$sfx: error: ninja failed, see $build/ninja$sfx.log" >&2
-    exit 1
-fi
-say "done in $(( $(date +%s) - start ))s"
-
-# A binary run from the build tree looks for its firmware path inside
-# qemu-bundle/: link Debian's firmware folders there.
-for d in $firmware_dirs; do
-    if [ -d "$d" ] && [ ! -e "$obj/qemu-bundle$d" ]; then
-        mkdir -p "$(dirname "$obj/qemu-bundle$d")"
-        ln -sfn "$d" "$obj/qemu-bundle$d"
-    fi
-done
+qemu_ninja "build$sfx" "$obj" "$build/ninja$sfx.log" "${targets[@]}"
+# shellcheck disable=SC2086
+qemu_link_firmware "$obj" $firmware_dirs

@@ -32,6 +32,9 @@ root="$out/pkgs"
 init="$top/tests/guest/init"
 stamp="$out/stamp"
 
+# shellcheck source=scripts/initrd-modules.sh
+. "$top/scripts/initrd-modules.sh"
+
 say() { echo "guest: $*"; }
 die() { echo "guest: error: $*" >&2; exit 1; }
 
@@ -144,7 +147,8 @@ done
 printf '%s' "$manifest" >"$out/packages"
 want="$versions
 $(sha256sum "$init" | cut -d' ' -f1) init
-$(sha256sum "$0" | cut -d' ' -f1) build-guest.sh"
+$(sha256sum "$0" | cut -d' ' -f1) build-guest.sh
+$(sha256sum "$top/scripts/initrd-modules.sh" | cut -d' ' -f1) initrd-modules.sh"
 
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ -f "$out/initrd.img" ] &&
    [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -230,34 +234,9 @@ for applet in $("$stage/bin/busybox" --list); do
 done
 
 # nvme and its dependencies, in load order (dependencies first)
-declare -A seen=()
-order=()
-deps_of() {
-    sed -n "s|^$1: *||p" "$moddir/modules.dep"
-}
-visit() {
-    local m=$1 d
-    [ -n "${seen[$m]:-}" ] && return 0
-    seen[$m]=1
-    for d in $(deps_of "$m"); do
-        visit "$d"
-    done
-    order+=("$m")
-}
-nvme=$(grep -o '^[^:]*/nvme\.ko[^:]*' "$moddir/modules.dep" | head -n1)
+nvme=$(module_find "$moddir" nvme)
 [ -n "$nvme" ] || die "no nvme module in modules.dep"
-visit "$nvme"
-: >"$stage/lib/modules/load-order"
-for m in "${order[@]}"; do
-    base=$(basename "$m")
-    case $base in
-        *.xz)  xz -dc "$moddir/$m" >"$stage/lib/modules/${base%.xz}"; base=${base%.xz} ;;
-        *.zst) zstd -qdc "$moddir/$m" >"$stage/lib/modules/${base%.zst}"; base=${base%.zst} ;;
-        *.gz)  gzip -dc "$moddir/$m" >"$stage/lib/modules/${base%.gz}"; base=${base%.gz} ;;
-        *)     cp "$moddir/$m" "$stage/lib/modules/$base" ;;
-    esac
-    echo "$base" >>"$stage/lib/modules/load-order"
-done
+modules_install "$moddir" "$stage/lib/modules" "$nvme"
 say "modules: $(tr '\n' ' ' <"$stage/lib/modules/load-order")"
 
 # lspci with the shared libraries it needs, resolved from the packages

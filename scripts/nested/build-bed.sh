@@ -52,6 +52,9 @@ ovmf_vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 lvconf="$top/tests/nested/libvirt"
 stamp="$out/stamp"
 
+# shellcheck source=scripts/initrd-modules.sh
+. "$top/scripts/initrd-modules.sh"
+
 say() { echo "nested: $*"; }
 die() { echo "nested: error: $*" >&2; exit 1; }
 
@@ -85,7 +88,7 @@ lvver=$(dpkg-query -W -f '${Version}' libvirt-daemon-driver-qemu 2>/dev/null ||
 [ -n "$lvver" ] || die "libvirt is not installed (scripts/install-deps.sh)"
 want="$versions
 libvirt=$lvver
-$(sha256sum "$init" "$0" "$qemu" "$host_tool" "$lvconf"/* | cut -d' ' -f1 | tr '\n' ' ')"
+$(sha256sum "$init" "$0" "$top/scripts/initrd-modules.sh" "$qemu" "$host_tool" "$lvconf"/* | cut -d' ' -f1 | tr '\n' ' ')"
 
 if [ "${1:-}" != "--force" ] && [ -f "$stamp" ] && [ -f "$out/l1.img" ] &&
    [ -f "$out/l1-libvirt.img" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$stamp")" = "$want" ]; then
@@ -142,33 +145,14 @@ done
 
 # modules, dependencies first; the crypto providers nvme's t10-pi and
 # ext4/jbd2 ask for by name (there is no modprobe to load them on demand)
-declare -A seen=()
-order=()
-visit() {
-    local m=$1 d
-    [ -n "${seen[$m]:-}" ] && return 0
-    seen[$m]=1
-    for d in $(sed -n "s|^$m: *||p" "$moddir/modules.dep"); do
-        visit "$d"
-    done
-    order+=("$m")
-}
+mods=()
 for name in crc64_rocksoft_generic crct10dif_generic crc32c_generic nvme \
             e1000e vfio vfio_iommu_type1 vfio-pci ext4; do
-    m=$(grep -o "^[^:]*/${name//_/[-_]}\.ko[^:]*" "$moddir/modules.dep" | head -n1)
+    m=$(module_find "$moddir" "$name")
     [ -n "$m" ] || { [ "${name%_generic}" != "$name" ] && continue; die "no module $name"; }
-    visit "$m"
+    mods+=("$m")
 done
-: >"$stage/lib/modules/load-order"
-for m in "${order[@]}"; do
-    base=$(basename "$m")
-    case $base in
-        *.xz)  xz -dc "$moddir/$m" >"$stage/lib/modules/${base%.xz}"; base=${base%.xz} ;;
-        *.zst) zstd -qdc "$moddir/$m" >"$stage/lib/modules/${base%.zst}"; base=${base%.zst} ;;
-        *)     cp "$moddir/$m" "$stage/lib/modules/$base" ;;
-    esac
-    echo "$base" >>"$stage/lib/modules/load-order"
-done
+modules_install "$moddir" "$stage/lib/modules" "${mods[@]}"
 say "modules: $(tr '\n' ' ' <"$stage/lib/modules/load-order")"
 
 # pack BINARY: stripped into usr/bin, with what the dynamic loader needs

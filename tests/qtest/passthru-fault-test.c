@@ -71,17 +71,6 @@ static void vm_running(Test *t, bool running)
                                    "running"), ==, running);
 }
 
-/* The guest acknowledges a surprise removal, so the slot takes a device */
-static void guest_ack_gone(Test *t, int n)
-{
-    expect_guest_told_gone(t, n);
-    if (t->mode->native) {
-        slot_power(t, n, false);
-    } else {
-        acpi_eject(t, n);
-    }
-}
-
 /*
  * The device on rp1 (served by @srv) is present: the guest writes, flushes
  * and removes it in order; what it flushed is on the backing image.
@@ -93,10 +82,7 @@ static void orderly_removal_keeps_data(Test *t, NvmeDrv *d, int srv,
     nvme_drv_flush(d);
     nvme_drv_check(d, DATA_LBA, 0x5a);
     nvme_drv_stop(d);
-    remove_start(t, 1, id);
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", id, "remove", "completed", "qmp", NULL);
-    expect_removed(t, 1, id);
+    remove_orderly(t, 1, id);
     check_image(t, srv, DATA_LBA, 8, 0x5a);
 }
 
@@ -195,10 +181,7 @@ static bool fault_stop_cont(Test *t, Stage stage, NvmeDrv *d)
     case STAGE_REMOVING:
         check_port(t, 1, "removing", "nvme0", "remove");
         nvme_drv_stop(d);
-        guest_eject(t, 1);
-        expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed",
-                             "qmp", NULL);
-        expect_removed(t, 1, "nvme0");
+        remove_finish(t, 1, "nvme0");
         return false;
     default:
         break;
@@ -271,11 +254,7 @@ static void test_reset_after_removal(const void *data)
     for (round = 0; round < RESET_RACE_ROUNDS; round++) {
         server_start(t, round, SERVER_NVME);
         hot_add(t, 1, round, "nvme0");
-        remove_start(t, 1, "nvme0");
-        guest_eject(t, 1);
-        expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed",
-                             "qmp", NULL);
-        expect_removed(t, 1, "nvme0");
+        remove_orderly(t, 1, "nvme0");
         for (k = 0; k < RESET_RACE_RESETS; k++) {
             qtest_qmp_assert_success(t->qts, "{'execute': 'system_reset'}");
         }

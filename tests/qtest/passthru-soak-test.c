@@ -110,12 +110,7 @@ static void server_again(Test *t, int i)
     Server *s = &t->srv[i];
 
     if (s->pid) {
-        gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
-
-        while (!server_exited(s)) {
-            g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-            g_usleep(5 * 1000);
-        }
+        g_assert_true(server_wait_exit(s));
         server_stop(s);
     }
     if (s->sock) {
@@ -126,25 +121,11 @@ static void server_again(Test *t, int i)
     server_start(t, i, SERVER_NVME);
 }
 
-/* The guest's side of a surprise removal: it lets go of the slot */
-static void guest_ack_surprise(Test *t, int n)
-{
-    if (t->mode->native) {
-        slot_power(t, n, false);
-    } else {
-        acpi_eject(t, n);
-    }
-}
-
 static void cycle_orderly(Test *t, long i)
 {
     server_again(t, 0);
     hot_add(t, 1, 0, "nvme0");
-    remove_start(t, 1, "nvme0");
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 1, "nvme0");
+    remove_orderly(t, 1, "nvme0");
 }
 
 /* Odd cycles: removal=surprise + device_del; even: the server dies */
@@ -153,16 +134,13 @@ static void cycle_surprise(Test *t, long i)
     server_again(t, 0);
     hot_add(t, 1, 0, "nvme0");
     if (i % 2) {
-        qtest_qmp_device_del_send(t->qts, "nvme0");
-        expect_surprise_removal(t, 1, "nvme0", "qmp",
-                                "device_del on a port with removal=surprise");
+        remove_surprise(t, 1, "nvme0");
     } else {
         server_kill(&t->srv[0]);
         expect_surprise_removal(t, 1, "nvme0", "host-gone",
                                 "vfio-user server closed the connection");
     }
-    expect_guest_told_gone(t, 1);
-    guest_ack_surprise(t, 1);
+    guest_ack_gone(t, 1);
 }
 
 static void soak(const Mode *mode, const char *kind, long cycles,

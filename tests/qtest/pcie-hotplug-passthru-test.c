@@ -82,11 +82,7 @@ static void test_remove_orderly(const void *data)
 
     server_start(t, 0, SERVER_NVME);
     hot_add(t, 1, 0, "nvme0");
-    remove_start(t, 1, "nvme0");
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 1, "nvme0");
+    remove_orderly(t, 1, "nvme0");
     test_end(t);
 }
 
@@ -98,9 +94,7 @@ static void test_remove_surprise(const void *data)
     server_start(t, 0, SERVER_NVME);
     hot_add(t, 1, 0, "nvme0");
     port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
-    qtest_qmp_device_del_send(t->qts, "nvme0");
-    expect_surprise_removal(t, 1, "nvme0", "qmp",
-                            "device_del on a port with removal=surprise");
+    remove_surprise(t, 1, "nvme0");
     expect_guest_told_gone(t, 1);
     test_end(t);
 }
@@ -143,9 +137,7 @@ static void test_migration_blocked(const void *data)
     g_assert_nonnull(strstr(out, msg));
 
     port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
-    qtest_qmp_device_del_send(t->qts, "nvme0");
-    expect_surprise_removal(t, 1, "nvme0", "qmp",
-                            "device_del on a port with removal=surprise");
+    remove_surprise(t, 1, "nvme0");
     resp = qtest_qmp(t->qts, "{'execute': 'query-migrate'}");
     g_assert_false(qdict_haskey(resp, "error"));
     g_free(out);
@@ -216,14 +208,8 @@ static void test_add_cancel(const void *data, const char *removal)
                          "device: device_del cancelled the add");
     expect_surprise_removal(t, 1, "nvme0", "qmp",
                             "device_del cancelled the add");
-    expect_guest_told_gone(t, 1);
-
     /* Once the guest has let go of the slot, it takes the next add */
-    if (t->mode->native) {
-        slot_power(t, 1, false);
-    } else {
-        acpi_eject(t, 1);
-    }
+    guest_ack_gone(t, 1);
     server_start(t, 1, SERVER_NVME);
     hot_add(t, 1, 1, "nvme1");
     test_end(t);
@@ -295,11 +281,7 @@ static void test_add_timeout_changed(const void *data)
     check_port(t, 1, "present", "nvme0", NULL);
 
     /* The next add: 1 ms, counted from its start */
-    remove_start(t, 1, "nvme0");
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 1, "nvme0");
+    remove_orderly(t, 1, "nvme0");
     server_start(t, 1, SERVER_NVME);
     add_start(t, 1, 1, "nvme1");
     qtest_clock_step(t->qts, MS_TO_NS(1));
@@ -385,17 +367,10 @@ static void test_busy_removing(const void *data)
     check_port(t, 1, "removing", "nvme0", "remove");
     check_port(t, 2, "present", "nvme1", NULL);
 
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 1, "nvme0");
+    remove_finish(t, 1, "nvme0");
 
     /* The refused removal can be asked again */
-    remove_start(t, 2, "nvme1");
-    guest_eject(t, 2);
-    expect_hotplug_event(t, "rp2", "nvme1", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 2, "nvme1");
+    remove_orderly(t, 2, "nvme1");
     test_end(t);
 }
 
@@ -555,9 +530,7 @@ static void test_surprise_ack(const void *data)
     server_start(t, 0, SERVER_NVME);
     hot_add(t, 1, 0, "nvme0");
     port_set(t, 1, "removal", QOBJECT(qstring_from_str("surprise")));
-    qtest_qmp_device_del_send(t->qts, "nvme0");
-    expect_surprise_removal(t, 1, "nvme0", "qmp",
-                            "device_del on a port with removal=surprise");
+    remove_surprise(t, 1, "nvme0");
 
     server_start(t, 1, SERVER_NVME);
     device_add_refused(t, nvme_args(t, "rp1", 1, "nvme0"),
@@ -758,10 +731,7 @@ static void test_remove_request_again(const void *data)
     assert_no_hotplug_event(t);
     check_port(t, 1, "removing", "nvme0", "remove");
 
-    guest_eject(t, 1);
-    expect_hotplug_event(t, "rp1", "nvme0", "remove", "completed", "qmp",
-                         NULL);
-    expect_removed(t, 1, "nvme0");
+    remove_finish(t, 1, "nvme0");
     test_end(t);
 }
 

@@ -103,7 +103,8 @@ void server_start(Test *t, int i, ServerKind kind)
         g_ptr_array_add(argv, (char *)"-drive");
         g_ptr_array_add(argv, drive);
         g_ptr_array_add(argv, (char *)"-device");
-        g_ptr_array_add(argv, (char *)"nvme,id=nvme0,serial=hp0,drive=d0");
+        g_ptr_array_add(argv, (char *)"nvme,id=nvme0,serial=" SERVER_SERIAL
+                                    ",drive=d0");
     } else {
         /* The x-vfio-user-server object names its device "nvme0" */
         g_ptr_array_add(argv, (char *)"-device");
@@ -134,6 +135,23 @@ void server_kill(Server *s)
     g_assert_cmpint(kill(s->pid, SIGKILL), ==, 0);
     g_assert_cmpint(waitpid(s->pid, NULL, 0), ==, s->pid);
     s->running = false;
+}
+
+/*
+ * Wait for server @s to exit by itself, as it does when its client
+ * hangs up; false if it has not within TIMEOUT_US
+ */
+bool server_wait_exit(Server *s)
+{
+    gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
+
+    while (!server_exited(s)) {
+        if (g_get_monotonic_time() > deadline) {
+            return false;
+        }
+        g_usleep(5 * 1000);
+    }
+    return true;
 }
 
 void server_stop(Server *s)
@@ -481,6 +499,20 @@ void expect_guest_told_gone(Test *t, int n)
     }
 }
 
+/*
+ * The guest, told that the device on rp@n is gone, lets go of the slot
+ * (ACPI B0EJ, native slot power off): the port takes a device again.
+ */
+void guest_ack_gone(Test *t, int n)
+{
+    expect_guest_told_gone(t, n);
+    if (t->mode->native) {
+        slot_power(t, n, false);
+    } else {
+        acpi_eject(t, n);
+    }
+}
+
 /* VM */
 
 /* A VM the policy admits, with @mem of shared memory for vfio-user */
@@ -637,6 +669,29 @@ void remove_start(Test *t, int n, const char *id)
     qtest_qmp_device_del_send(t->qts, id);
     expect_hotplug_event(t, PORT(n), id, "remove", "started", "qmp", NULL);
     check_port(t, n, "removing", id, "remove");
+}
+
+/* The guest ejects the device whose removal is pending: it is gone */
+void remove_finish(Test *t, int n, const char *id)
+{
+    guest_eject(t, n);
+    expect_hotplug_event(t, PORT(n), id, "remove", "completed", "qmp", NULL);
+    expect_removed(t, n, id);
+}
+
+/* device_del of @id on rp@n, and the guest agrees: an orderly removal */
+void remove_orderly(Test *t, int n, const char *id)
+{
+    remove_start(t, n, id);
+    remove_finish(t, n, id);
+}
+
+/* device_del of @id on rp@n, whose port has removal=surprise */
+void remove_surprise(Test *t, int n, const char *id)
+{
+    qtest_qmp_device_del_send(t->qts, id);
+    expect_surprise_removal(t, n, id, "qmp",
+                            "device_del on a port with removal=surprise");
 }
 
 void expect_removed(Test *t, int n, const char *id)

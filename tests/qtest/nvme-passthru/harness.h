@@ -37,6 +37,8 @@
 #define MAX_PORTS               2
 #define MAX_SERVERS             33
 #define UNPLUG_TIMEOUT_MS       200
+/* The serial number of the NVMe controller a server exports */
+#define SERVER_SERIAL           "hp0"
 #define MS_TO_NS(ms)            ((int64_t)(ms) * 1000 * 1000)
 
 /* What the passthrough hotplug policy asks of every VM with a port */
@@ -102,6 +104,7 @@ extern const char *const port_ids[MAX_PORTS + 1];
 bool server_exited(Server *s);
 void server_start(Test *t, int i, ServerKind kind);
 void server_kill(Server *s);
+bool server_wait_exit(Server *s);
 void server_stop(Server *s);
 bool event_cb(QTestState *qts, const char *name, QDict *event,
               void *opaque);
@@ -128,6 +131,7 @@ void acpi_eject(Test *t, int n);
 void guest_enable(Test *t, int n);
 void guest_eject(Test *t, int n);
 void expect_guest_told_gone(Test *t, int n);
+void guest_ack_gone(Test *t, int n);
 Test *test_start_extra(const Mode *mode, int nports, const char *extra);
 Test *test_start(const Mode *mode, int nports);
 Test *test_start_full(const Mode *mode);
@@ -138,6 +142,9 @@ void add_start(Test *t, int n, int i, const char *id);
 void add_finish(Test *t, int n, const char *id);
 void hot_add(Test *t, int n, int i, const char *id);
 void remove_start(Test *t, int n, const char *id);
+void remove_finish(Test *t, int n, const char *id);
+void remove_orderly(Test *t, int n, const char *id);
+void remove_surprise(Test *t, int n, const char *id);
 void expect_removed(Test *t, int n, const char *id);
 void expect_surprise_removal(Test *t, int n, const char *id,
                              const char *cause, const char *reason);

@@ -8,13 +8,10 @@
  */
 
 #include "qemu/osdep.h"
-#include "qemu/units.h"
-#include "block/nvme.h"
 #include "nvme-driver.h"
 
 /* Guest RAM for queues and buffers: above what the tests' VMs use */
 #define DRV_RAM_BASE    (16 * MiB)
-#define DRV_RAM_SIZE    (64 * KiB)
 
 /* Doorbells, for a doorbell stride of 0 (CAP.DSTRD) */
 #define SQ_TAIL_DB(q)   (0x1000 + 8 * (q))
@@ -61,7 +58,7 @@ static void queue_init(NvmeDrv *d, NvmeDrvQueue *q, uint16_t id,
     /* Each queue in a page of its own: the controller wants them aligned */
     q->sq = ram;
     q->cq = ram + 4 * KiB;
-    qtest_memset(d->t->qts, q->cq, 0, NVME_DRV_QUEUE_SIZE * sizeof(NvmeCqe));
+    qtest_memset(d->qts, q->cq, 0, NVME_DRV_QUEUE_SIZE * sizeof(NvmeCqe));
     q->sq_tail = 0;
     q->cq_head = 0;
     q->phase = 1;
@@ -70,21 +67,21 @@ static void queue_init(NvmeDrv *d, NvmeDrvQueue *q, uint16_t id,
 static void submit(NvmeDrv *d, NvmeDrvQueue *q, NvmeCmd *cmd)
 {
     cmd->cid = cpu_to_le16(++d->cid);
-    qtest_memwrite(d->t->qts, q->sq + q->sq_tail * sizeof(*cmd),
+    qtest_memwrite(d->qts, q->sq + q->sq_tail * sizeof(*cmd),
                    cmd, sizeof(*cmd));
     q->sq_tail = (q->sq_tail + 1) % NVME_DRV_QUEUE_SIZE;
     bar_writel(d, SQ_TAIL_DB(q->id), q->sq_tail);
 }
 
-/* Wait for the next completion on @q; returns its status field */
-static uint16_t complete(NvmeDrv *d, NvmeDrvQueue *q)
+/* Wait for the next completion on @q, and take it */
+static NvmeCqe complete_cqe(NvmeDrv *d, NvmeDrvQueue *q)
 {
     gint64 deadline = g_get_monotonic_time() + TIMEOUT_US;
     uint64_t addr = q->cq + q->cq_head * sizeof(NvmeCqe);
     NvmeCqe cqe;
 
     for (;;) {
-        qtest_memread(d->t->qts, addr, &cqe, sizeof(cqe));
+        qtest_memread(d->qts, addr, &cqe, sizeof(cqe));
         if ((le16_to_cpu(cqe.status) & 1) == q->phase) {
             break;
         }
@@ -96,6 +93,22 @@ static uint16_t complete(NvmeDrv *d, NvmeDrvQueue *q)
         q->phase ^= 1;
     }
     bar_writel(d, CQ_HEAD_DB(q->id), q->cq_head);
+    return cqe;
+}
+
+/* Wait for the next completion on @q; returns its status field */
+static uint16_t complete(NvmeDrv *d, NvmeDrvQueue *q)
+{
+    return le16_to_cpu(complete_cqe(d, q).status) >> 1;
+}
+
+uint16_t nvme_drv_cmd(NvmeDrv *d, NvmeDrvQueue *q, NvmeCmd *cmd)
+{
+    NvmeCqe cqe;
+
+    submit(d, q, cmd);
+    cqe = complete_cqe(d, q);
+    g_assert_cmpuint(le16_to_cpu(cqe.cid), ==, d->cid);
     return le16_to_cpu(cqe.status) >> 1;
 }
 
@@ -109,22 +122,20 @@ static void wait_csts_rdy(NvmeDrv *d, uint32_t rdy)
     }
 }
 
-void nvme_drv_start(NvmeDrv *d, Test *t, int n)
+void nvme_drv_enable(NvmeDrv *d, QTestState *qts, QPCIDevice *dev,
+                     QPCIBar bar0, uint64_t ram)
 {
-    NvmeCmd cmd = { .opcode = NVME_ADM_CMD_CREATE_CQ };
-    uint64_t size;
-
     memset(d, 0, sizeof(*d));
-    d->t = t;
-    d->dev = nvme_dev(t, n);
-    d->bar0 = qpci_iomap(d->dev, 0, &size);
-    port_open_window(t, n, d->bar0.addr, size);
-    d->buf = DRV_RAM_BASE + 16 * KiB;
+    d->qts = qts;
+    d->dev = dev;
+    d->bar0 = bar0;
+    d->ram = ram;
+    d->buf = ram + 16 * KiB;
 
     /* Reset, then enable with the admin queue */
     bar_writel(d, NVME_REG_CC, 0);
     wait_csts_rdy(d, 0);
-    queue_init(d, &d->admin, 0, DRV_RAM_BASE);
+    queue_init(d, &d->admin, 0, ram);
     bar_writel(d, NVME_REG_AQA,
                (NVME_DRV_QUEUE_SIZE - 1) << 16 | (NVME_DRV_QUEUE_SIZE - 1));
     bar_writeq(d, NVME_REG_ASQ, d->admin.sq);
@@ -132,22 +143,37 @@ void nvme_drv_start(NvmeDrv *d, Test *t, int n)
     /* EN, NVM command set, 4 KiB pages, 64-byte SQEs, 16-byte CQEs */
     bar_writel(d, NVME_REG_CC, 1 | 6 << 16 | 4 << 20);
     wait_csts_rdy(d, NVME_CSTS_READY);
+}
 
-    /* I/O queue pair 1, polled */
-    queue_init(d, &d->io, 1, DRV_RAM_BASE + 8 * KiB);
+void nvme_drv_create_io_queues(NvmeDrv *d, int vector)
+{
+    NvmeCmd cmd = { .opcode = NVME_ADM_CMD_CREATE_CQ };
+
+    queue_init(d, &d->io, 1, d->ram + 8 * KiB);
     cmd.dptr.prp1 = cpu_to_le64(d->io.cq);
     cmd.cdw10 = cpu_to_le32((NVME_DRV_QUEUE_SIZE - 1) << 16 | d->io.id);
-    cmd.cdw11 = cpu_to_le32(1);         /* physically contiguous */
-    submit(d, &d->admin, &cmd);
-    g_assert_cmphex(complete(d, &d->admin), ==, NVME_SUCCESS);
+    /* physically contiguous; interrupts enabled, on @vector */
+    cmd.cdw11 = cpu_to_le32(vector < 0 ? 1 : vector << 16 | 2 | 1);
+    g_assert_cmphex(nvme_drv_cmd(d, &d->admin, &cmd), ==, NVME_SUCCESS);
 
     memset(&cmd, 0, sizeof(cmd));
     cmd.opcode = NVME_ADM_CMD_CREATE_SQ;
     cmd.dptr.prp1 = cpu_to_le64(d->io.sq);
     cmd.cdw10 = cpu_to_le32((NVME_DRV_QUEUE_SIZE - 1) << 16 | d->io.id);
     cmd.cdw11 = cpu_to_le32(d->io.id << 16 | 1);
-    submit(d, &d->admin, &cmd);
-    g_assert_cmphex(complete(d, &d->admin), ==, NVME_SUCCESS);
+    g_assert_cmphex(nvme_drv_cmd(d, &d->admin, &cmd), ==, NVME_SUCCESS);
+}
+
+void nvme_drv_start(NvmeDrv *d, Test *t, int n)
+{
+    QPCIDevice *dev = nvme_dev(t, n);
+    QPCIBar bar0;
+    uint64_t size;
+
+    bar0 = qpci_iomap(dev, 0, &size);
+    port_open_window(t, n, bar0.addr, size);
+    nvme_drv_enable(d, t->qts, dev, bar0, DRV_RAM_BASE);
+    nvme_drv_create_io_queues(d, -1);
 }
 
 void nvme_drv_stop(NvmeDrv *d)
@@ -183,7 +209,7 @@ void nvme_drv_reap(NvmeDrv *d)
 
 void nvme_drv_write(NvmeDrv *d, uint64_t lba, int count, uint8_t byte)
 {
-    qtest_memset(d->t->qts, d->buf, byte, count * NVME_DRV_LBA_SIZE);
+    qtest_memset(d->qts, d->buf, byte, count * NVME_DRV_LBA_SIZE);
     io_submit(d, NVME_CMD_WRITE, lba, count, d->buf);
     nvme_drv_reap(d);
 }
@@ -193,10 +219,10 @@ void nvme_drv_check(NvmeDrv *d, uint64_t lba, uint8_t byte)
     uint8_t data[NVME_DRV_LBA_SIZE];
     int i;
 
-    qtest_memset(d->t->qts, d->buf, ~byte, sizeof(data));
+    qtest_memset(d->qts, d->buf, ~byte, sizeof(data));
     io_submit(d, NVME_CMD_READ, lba, 1, d->buf);
     nvme_drv_reap(d);
-    qtest_memread(d->t->qts, d->buf, data, sizeof(data));
+    qtest_memread(d->qts, d->buf, data, sizeof(data));
     for (i = 0; i < sizeof(data); i++) {
         g_assert_cmphex(data[i], ==, byte);
     }
@@ -212,7 +238,7 @@ void nvme_drv_submit_writes(NvmeDrv *d, uint64_t lba, int n, uint8_t byte)
 {
     int i;
 
-    qtest_memset(d->t->qts, d->buf, byte, NVME_DRV_LBA_SIZE);
+    qtest_memset(d->qts, d->buf, byte, NVME_DRV_LBA_SIZE);
     for (i = 0; i < n; i++) {
         io_submit(d, NVME_CMD_WRITE, lba + i, 1, d->buf);
     }

@@ -1,11 +1,13 @@
 /*
  * A minimal NVMe driver for the passthrough hotplug qtests: the test
- * plays the guest's nvme driver for the controller on port rpN
+ * plays the guest's nvme driver for the controller on port rpN, or for
+ * any NVMe controller whose BAR 0 it has mapped
  *
- * It opens the port's memory window, maps BAR 0, brings the controller
- * up with an admin queue and one I/O queue pair (polled, no interrupts),
- * and reads, writes and flushes namespace 1.  Queues and buffers live in
- * a fixed area of guest RAM that the vfio-user server reaches by DMA.
+ * It brings the controller up with an admin queue and one I/O queue pair
+ * (polled, or interrupting on an MSI-X vector), and reads, writes and
+ * flushes namespace 1.  Queues and a data page live in guest RAM that the
+ * vfio-user server reaches by DMA: for a controller on a port, a fixed
+ * area; otherwise the area the test gives.
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -15,10 +17,14 @@
 #ifndef TESTS_QTEST_NVME_PASSTHRU_NVME_DRIVER_H
 #define TESTS_QTEST_NVME_PASSTHRU_NVME_DRIVER_H
 
+#include "qemu/units.h"
+#include "block/nvme.h"
 #include "harness.h"
 
 #define NVME_DRV_QUEUE_SIZE 8
 #define NVME_DRV_LBA_SIZE   512
+/* Guest RAM for the queues (a page each) and the data page */
+#define NVME_DRV_RAM_SIZE   (20 * KiB)
 
 typedef struct NvmeDrvQueue {
     uint16_t id;
@@ -30,15 +36,37 @@ typedef struct NvmeDrvQueue {
 } NvmeDrvQueue;
 
 typedef struct NvmeDrv {
-    Test *t;
+    QTestState *qts;
     QPCIDevice *dev;
     QPCIBar bar0;
     NvmeDrvQueue admin;
     NvmeDrvQueue io;
-    uint64_t buf;               /* one page of guest RAM for data */
+    uint64_t ram;               /* NVME_DRV_RAM_SIZE bytes of guest RAM */
+    uint64_t buf;               /* one page of it for data */
     uint16_t cid;
     int inflight;               /* I/O commands submitted, not reaped */
 } NvmeDrv;
+
+/*
+ * Reset the controller @dev, whose BAR 0 is mapped at @bar0, and enable
+ * it with an admin queue (its completions interrupt on MSI-X vector 0).
+ * Queues and the data page go to the @ram area: NVME_DRV_RAM_SIZE bytes
+ * of guest RAM, page aligned.
+ */
+void nvme_drv_enable(NvmeDrv *d, QTestState *qts, QPCIDevice *dev,
+                     QPCIBar bar0, uint64_t ram);
+
+/*
+ * Create I/O queue pair 1: polled if @vector is negative, else with
+ * interrupts on MSI-X @vector
+ */
+void nvme_drv_create_io_queues(NvmeDrv *d, int vector);
+
+/*
+ * Submit @cmd on @q, the only command outstanding there, and wait for
+ * its completion; returns its status field
+ */
+uint16_t nvme_drv_cmd(NvmeDrv *d, NvmeDrvQueue *q, NvmeCmd *cmd);
 
 /*
  * Take the controller on rp@n into use (the guest has enabled it, see
