@@ -80,14 +80,16 @@ CONFIGS = {
     "b": "(b) pcie-root-port + vfio-user-pci (upstream)",
     "c": "(c) pcie-root-port + emulated nvme",
 }
-SHORT = {"a": "a: passthru", "b": "b: upstream vfio-user", "c": "c: emulated nvme"}
+SHORT = {"a": "a: passthru", "b": "b: upstream vfio-user",
+         "c": "c: emulated nvme"}
 
 # metric -> (label, unit)
 METRICS = [
     ("add", "hot-add: device_add -> new disk in guest sysfs", "ms"),
     ("remove", "orderly removal: device_del -> DEVICE_DELETED", "ms"),
     ("surprise_qmp", "surprise (kill -9 server) -> QMP event", "ms"),
-    ("surprise_guest", "surprise (kill -9 server) -> PCI device gone in guest", "ms"),
+    ("surprise_guest", "surprise (kill -9 server) -> PCI device gone in guest",
+     "ms"),
 ]
 ONCE = [
     ("fill32", "fill 32 ports one by one: total (N=1)", "s"),
@@ -221,8 +223,9 @@ class Interleaved:
         q = self.vm.query()
         assert q["enabled"] and q["hotplug-mode"] == self.mode, q
         log("  booted in %.1f s: ports %s (pcie-hotplug-passthru, policy on), "
-            "%s (pcie-root-port)" % (self.vm.boot_wall, ",".join(self.vm.ports),
-                                     ",".join(p for p, _, _ in more)))
+            "%s (pcie-root-port)"
+            % (self.vm.boot_wall, ",".join(self.vm.ports),
+               ",".join(p for p, _, _ in more)))
 
     # -- one add, precise end point -------------------------------------
 
@@ -301,8 +304,8 @@ class Interleaved:
                         a["completed_ms"], rnd + 1, pos)
                 out.append("%s add %4.0f del %4d" % (cfg, a["add_ms"],
                                                      r["deleted_ms"]))
-            log("  round %d (%s): %s ms" % (rnd + 1, "".join(order).upper(),
-                                           ", ".join(out)))
+            log("  round %d (%s): %s ms"
+                % (rnd + 1, "".join(order).upper(), ", ".join(out)))
 
     # -- surprise removal: (a) and (b) take turns ------------------------
 
@@ -450,8 +453,8 @@ class Session:
         extra = []
         if self.cfg == "c":
             for i in range(1, self.nports + 1):
-                img = h.make_image(os.path.join(
-                    self.run, "r%d-%s-emu%d.img" % (self.rep, self.mode, i)), 16)
+                name = "r%d-%s-emu%d.img" % (self.rep, self.mode, i)
+                img = h.make_image(os.path.join(self.run, name), 16)
                 extra += ["-blockdev", json.dumps(
                     {"driver": "raw", "node-name": "blk%d" % i,
                      "file": {"driver": "file", "filename": img}})]
@@ -480,7 +483,8 @@ class Session:
         count = 32 if self.fill else k
         if len(free) < count:
             log("  only %d free ports: no fill" % len(free))
-            self.res.note(self.rep, self.cfg, self.mode, "fill32", "n/a (ports stuck)")
+            self.res.note(self.rep, self.cfg, self.mode, "fill32",
+                          "n/a (ports stuck)")
             count = min(k, len(free))
         servers = []
         if self.cfg in "ab":
@@ -496,19 +500,21 @@ class Session:
                                           else None))
             if i + 1 == k:
                 rss1 = vm.rss_kib()
-                self.res.add(self.rep, self.cfg, self.mode, "rss", (rss1 - rss0) / k)
+                self.res.add(self.rep, self.cfg, self.mode, "rss",
+                             (rss1 - rss0) / k)
                 log("  RSS %d -> %d KiB with %d devices: %.0f KiB per device"
                     % (rss0, rss1, k, (rss1 - rss0) / k))
         total = h.now() - t0
         if self.fill and count == 32:
             rss32 = vm.rss_kib()
             self.res.add(self.rep, self.cfg, self.mode, "fill32", total)
-            self.res.add(self.rep, self.cfg, self.mode, "fill32_rss", (rss32 - rss0) / 32)
+            self.res.add(self.rep, self.cfg, self.mode, "fill32_rss",
+                         (rss32 - rss0) / 32)
             _, _, lines, _ = vm.agent.call("lspci", timeout=60)
-            n = len([l for l in lines if "Non-Volatile" in l])
+            n = len([x for x in lines if "Non-Volatile" in x])
             log("  fill: 32 devices one by one in %.1f s; guest lists %d NVMe "
-                "controllers; RSS %.0f KiB per device" % (total, n,
-                                                         (rss32 - rss0) / 32))
+                "controllers; RSS %.0f KiB per device"
+                % (total, n, (rss32 - rss0) / 32))
             if n != 32:
                 self.res.note(self.rep, self.cfg, self.mode, "fill32",
                               "(guest lists %d)" % n)
@@ -579,8 +585,10 @@ def goal_rows(res, rep, baseline):
             ("acpi", "c", GOAL_ACPI_ADD,
              "ACPI hot-add of (a) <= %.1fx emulated nvme (c)" % GOAL_ACPI_ADD),
             ("native", "b", GOAL_NATIVE_ADD,
-             "native hot-add of (a) no slower than upstream vfio-user-pci (b)")):
-        r = [res.ratio(rep, mode, "add", peer, how) for how in ("min", "median")]
+             "native hot-add of (a) no slower than upstream vfio-user-pci "
+             "(b)")):
+        r = [res.ratio(rep, mode, "add", peer, how)
+             for how in ("min", "median")]
         if None in r:
             continue
         rows.append((what, "a/%s %.2fx by min, %.2fx by median"
@@ -590,7 +598,8 @@ def goal_rows(res, rep, baseline):
                     ("surprise_qmp", "surprise removal of (a) (QMP) no slower "
                                      "than before")):
         for mode in ("acpi", "native"):
-            now_ = [res.stat(rep, "a", mode, m, how) for how in ("min", "median")]
+            now_ = [res.stat(rep, "a", mode, m, how)
+                    for how in ("min", "median")]
             if None in now_:
                 continue
             if baseline is None:
@@ -602,7 +611,8 @@ def goal_rows(res, rep, baseline):
             was = [baseline.stat(brep, "a", mode, m, how)
                    for how in ("min", "median")]
             if None in was:
-                rows.append(("%s, %s" % (what, mode), "no baseline sample", "—"))
+                rows.append(("%s, %s" % (what, mode), "no baseline sample",
+                             "—"))
                 continue
             r = [n / w if w else None for n, w in zip(now_, was)]
             rows.append(("%s, %s" % (what, mode),
@@ -785,7 +795,8 @@ def chart_elsewhere(csv_path, png, configs, modes):
             os.path.realpath(sys.executable) == os.path.realpath(sysp):
         return False
     r = subprocess.run([sysp, os.path.abspath(__file__), "--chart", csv_path,
-                        "--configs", ",".join(configs), "--modes", ",".join(modes),
+                        "--configs", ",".join(configs),
+                        "--modes", ",".join(modes),
                         "--out", os.path.dirname(png)],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return r.returncode == 0 and os.path.exists(png)
@@ -799,7 +810,8 @@ def guarded(what, fn, failed, vm=None):
     try:
         fn()
         return True
-    except (h.HarnessError, OSError, KeyError, ValueError, AssertionError) as e:
+    except (h.HarnessError, OSError, KeyError, ValueError,
+            AssertionError) as e:
         log("  %s FAILED: %s" % (what, e))
         failed.append("%s: %s" % (what, e))
     except Exception:
@@ -834,7 +846,8 @@ def one_run(rep, args, res, run, failed):
             what = "%d/%s/%s" % (rep, cfg, mode)
             try:
                 if guarded(what + "/boot", s.start, failed) and \
-                        guarded(what + "/rss_and_fill", s.rss_and_fill, failed):
+                        guarded(what + "/rss_and_fill", s.rss_and_fill,
+                                failed):
                     guarded(what + "/detach_all", s.detach_all, failed)
             finally:
                 s.stop()
@@ -856,7 +869,8 @@ def main():
     ap.add_argument("--no-rss", dest="rss", action="store_false",
                     help="no memory sessions (the fill still runs)")
     ap.add_argument("--fill-configs", default="a,b,c",
-                    help="configurations that get the 32-port fill (default a,b,c)")
+                    help="configurations that get the 32-port fill "
+                    "(default a,b,c)")
     ap.add_argument("--modes", default="acpi,native")
     ap.add_argument("--configs", default="a,b,c")
     ap.add_argument("--rss-devices", type=int, default=4, metavar="K")
@@ -907,7 +921,8 @@ def main():
         ap.error("bad --modes, --configs, --repeat or --rss-devices")
     if args.runs < MIN_RUNS and not args.quick:
         ap.error("--runs %d: at least %d rounds (min and median of fewer do "
-                 "not hold still); --quick allows fewer" % (args.runs, MIN_RUNS))
+                 "not hold still); --quick allows fewer"
+                 % (args.runs, MIN_RUNS))
     if args.runs < 2:
         ap.error("--runs: at least 2")
     run = h.new_run_dir("bench")

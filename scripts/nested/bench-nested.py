@@ -43,7 +43,6 @@ import csv
 import os
 import statistics
 import sys
-import time
 
 sys.dont_write_bytecode = True
 TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
