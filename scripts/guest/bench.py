@@ -106,7 +106,7 @@ TITLES = {"add": "device_add -> disk in guest",
 # in the CSV only
 UNITS = {m: u for m, _, u in METRICS + ONCE}
 UNITS.update({"add_qmp_completed": "ms", "add_qmp_reply": "ms", "boot": "s",
-              "rss_before": "KiB"})
+              "rss_before": "KiB", "warmup_add": "ms", "warmup_remove": "ms"})
 
 SURPRISE_BOUND = 3.0        # s: how long (b) gets to notice a dead server
 GOAL_ACPI_ADD = 1.2         # ACPI add of (a) <= 1.2 x (c), min and median
@@ -285,8 +285,22 @@ class Interleaved:
         return configs[k:] + configs[:k]
 
     def cycles(self):
-        """N rounds; in each, every configuration adds and removes once."""
+        """Warm-up rounds (in the CSV as warmup_add/_remove, round 0),
+        then N rounds; in each, every configuration adds and removes
+        once."""
         port = {"a": "rp1", "b": "rb1", "c": "rc1"}
+        for _ in range(self.args.warmup):
+            out = []
+            for pos, cfg in enumerate(self.configs):
+                dev, a = self.add(cfg, port[cfg])
+                r = self.remove(cfg, dev, a)
+                self.res.add(self.rep, cfg, self.mode, "warmup_add",
+                             a["add_ms"], 0, pos)
+                self.res.add(self.rep, cfg, self.mode, "warmup_remove",
+                             r["deleted_ms"], 0, pos)
+                out.append("%s add %4.0f del %4d" % (cfg, a["add_ms"],
+                                                     r["deleted_ms"]))
+            log("  warm-up (not counted): %s ms" % ", ".join(out))
         for rnd in range(self.args.runs):
             order = self.order(rnd, self.configs)
             out = []
@@ -651,9 +665,12 @@ def markdown(res, args, configs, modes, took, baseline=None):
     out.append("Latencies: one VM per mode holds (a), (b) and (c); they take "
                "turns, round by round (%s), N=%d rounds; each cell is "
                "min / median (N) on the host's clock; a/b and a/c are the "
-               "ratios of (a) to its peers in the same run."
+               "ratios of (a) to its peers in the same run; %d warm-up "
+               "round(s) before, not counted (the first add in a VM costs "
+               "more)."
                % ("the order rotates each round: ABC, BCA, CAB"
-                  if args.rotate else "always A B C", runs))
+                  if args.rotate else "always A B C", runs,
+                  args.warmup))
     for rep in res.reps():
         out += ["", "### Run %d of %d" % (rep, len(res.reps())), ""]
         out += latency_table(res, rep, configs, modes)
@@ -863,6 +880,9 @@ def main():
                     "(default 3 then)" % MIN_RUNS)
     ap.add_argument("--repeat", type=int, default=1, metavar="K",
                     help="run the whole bench K times: K sets of ratios")
+    ap.add_argument("--warmup", type=int, default=1, metavar="W",
+                    help="rounds before the measured ones, not counted "
+                    "(default 1: the first add in a VM is slower)")
     ap.add_argument("--no-rotate", dest="rotate", action="store_false",
                     help="always A B C (default: the order rotates)")
     ap.add_argument("--no-fill", dest="fill", action="store_false")
@@ -900,6 +920,8 @@ def main():
         args.rss = any(k[3] == "rss" for k in res.samples)
         args.runs = max([len(v) for k, v in res.samples.items()
                          if k[3] == "add"] or [0])
+        args.warmup = max([len(v) for k, v in res.samples.items()
+                           if k[3] == "warmup_add"] or [0])
         rounds = {w for k, v in res.where.items() for w in v}
         args.rotate = len({p for _, p in rounds}) > 1 or args.rotate
         md = markdown(res, args, args.configs, args.modes, None, baseline)
@@ -917,8 +939,10 @@ def main():
         args.fill = False
     if any(m not in ("acpi", "native") for m in args.modes) or \
             any(c not in CONFIGS for c in args.configs) or \
-            not 1 <= args.rss_devices <= 8 or args.repeat < 1:
-        ap.error("bad --modes, --configs, --repeat or --rss-devices")
+            not 1 <= args.rss_devices <= 8 or args.repeat < 1 or \
+            args.warmup < 0:
+        ap.error("bad --modes, --configs, --repeat, --warmup or "
+                 "--rss-devices")
     if args.runs < MIN_RUNS and not args.quick:
         ap.error("--runs %d: at least %d rounds (min and median of fewer do "
                  "not hold still); --quick allows fewer"
