@@ -848,6 +848,10 @@ def one_run(rep, args, res, run, failed):
                     ok = guarded("%d/%s/%s" % (rep, mode, part.__name__), part,
                                  failed)
                     if not ok and not s.vm.alive():
+                        why = "QEMU exited with %s: %s" % (
+                            s.vm.proc.returncode, s.vm.tail_log(1))
+                        log("  " + why)
+                        failed[-1] += " (%s)" % why
                         break
         finally:
             s.stop()
