@@ -796,7 +796,9 @@ def write_png(path, res, configs, modes):
             ax.set_xticklabels(configs)
             ax.set_ylim(0, (top or 1) * 1.2)
     fig.suptitle("NVMe hotplug: " + ", ".join(SHORT[c] for c in configs)
-                 + " (median, whiskers min-max)", fontsize=10)
+                 + " (median, whiskers min-max%s)"
+                 % (", %d runs pooled" % len(res.reps())
+                    if len(res.reps()) > 1 else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
