@@ -131,9 +131,10 @@ demo: build
 	@python3 scripts/guest/demo.py $(DEMO_ARGS)
 
 # hotplug latencies and memory: this project vs upstream vfio-user-pci vs
-# an emulated nvme, ACPI and native (BENCH_ARGS="--quick", "--runs 7", ...);
-# then host-side removal with kernel VFIO, vfio-nvme vs upstream vfio-pci,
-# in the nested bed (NESTED_BENCH_ARGS="--wait 30")
+# an emulated nvme, taking turns in one VM per mode, ACPI and native
+# (BENCH_ARGS="--quick", "--runs 15", "--repeat 3", ...); then hot-add and
+# host-side removal with kernel VFIO, vfio-nvme vs upstream vfio-pci, in the
+# nested bed (NESTED_BENCH_ARGS="--wait 30", "--runs 15")
 .PHONY: bench
 bench: build
 	@scripts/guest/build-guest.sh

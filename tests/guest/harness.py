@@ -453,6 +453,13 @@ class Agent:
 
     def call(self, command, timeout=30, check=True):
         """Run COMMAND in the guest: (status, text, data lines, seconds)."""
+        cid, t0 = self.send(command)
+        status, text, data, t1 = self.wait_reply(cid, command, timeout, check,
+                                                 start=t0)
+        return status, text, data, t1 - t0
+
+    def send(self, command):
+        """Send COMMAND without waiting: (id, host time it was sent)."""
         with self.lock:
             cid = "c%d" % self.next_id
             self.next_id += 1
@@ -461,18 +468,32 @@ class Agent:
             self.sock.sendall(("%s %s\n" % (cid, command)).encode())
         except OSError as e:
             raise HarnessError("agent: %s: %s" % (command, e))
+        return cid, t0
+
+    def _wait(self, pred, command, timeout, start):
+        end = (start or now()) + timeout
         with self.cond:
-            end = t0 + timeout
-            while cid not in self.replies:
+            while not pred():
                 left = end - now()
                 if left <= 0 or self.closed:
                     raise HarnessError("agent: no answer to '%s' within %.0f s"
                                        % (command, timeout))
                 self.cond.wait(left)
+
+    def wait_data(self, cid, command, timeout=30, start=None):
+        """Wait for a first DATA line (or the end) of command CID."""
+        self._wait(lambda: self.data.get(cid) or cid in self.replies,
+                   command, timeout, start)
+
+    def wait_reply(self, cid, command, timeout=30, check=True, start=None):
+        """The end of command CID: (status, text, data lines, host time
+        the OK/ERR line arrived)."""
+        self._wait(lambda: cid in self.replies, command, timeout, start)
+        with self.cond:
             status, text, data, t1 = self.replies.pop(cid)
         if check and status != "OK":
             raise HarnessError("agent: '%s' failed: %s" % (command, text))
-        return status, text, data, t1 - t0
+        return status, text, data, t1
 
     def mark(self):
         with self.cond:
@@ -531,15 +552,17 @@ class VM:
 
     def __init__(self, run_dir, ports=1, mode="acpi", mem_mib=512, smp=2,
                  name="vm", port_driver="pcie-hotplug-passthru", port_props="",
-                 multifunction=False, extra_args=()):
+                 multifunction=False, extra_args=(), extra_ports=()):
         """PORTS ports rp1..rpN of PORT_DRIVER (pcie-hotplug-passthru, or
         e.g. pcie-root-port for a VM without passthrough hotplug) with
         PORT_PROPS (",prop=value..." appended to each).  MULTIFUNCTION puts
         eight ports per slot (addr=8+i/8.i%8, multifunction=on), for more
         ports than q35 has free slots.  EXTRA_ARGS go at the end of the
-        command line (e.g. -blockdev)."""
+        command line (e.g. -blockdev).  EXTRA_PORTS, (id, driver, props)
+        each, come after them: a VM with ports of two kinds."""
         self.run_dir = run_dir
         self.ports = ["rp%d" % (i + 1) for i in range(ports)]
+        self.extra_ports = list(extra_ports)
         self.port_driver = port_driver
         self.port_props = port_props
         self.multifunction = multifunction
@@ -583,11 +606,12 @@ class VM:
                "-trace", "passthru_*"]
         if self.mode == "native":
             cmd += ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
-        for i, port in enumerate(self.ports):
-            dev = "%s,id=%s,bus=pcie.0,chassis=%d" % (self.port_driver, port, i + 1)
+        ports = [(p, self.port_driver, self.port_props) for p in self.ports]
+        for i, (port, driver, props) in enumerate(ports + self.extra_ports):
+            dev = "%s,id=%s,bus=pcie.0,chassis=%d" % (driver, port, i + 1)
             if self.multifunction:
                 dev += ",addr=%d.%d,multifunction=on" % (8 + i // 8, i % 8)
-            cmd += ["-device", dev + self.port_props]
+            cmd += ["-device", dev + props]
         return cmd + self.extra_args
 
     def start(self, boot_timeout=120):

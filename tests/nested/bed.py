@@ -325,7 +325,8 @@ class L2:
 
 def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
             policy=True, extra=()):
-    """The L2 command line: q35, qtest, PORTS ports rp1.. at 00:04.0 on."""
+    """The L2 command line: q35, qtest, PORTS ports rp1.. at 00:04.0 on,
+    of PORT_DRIVER (a list: one driver per port)."""
     a = ["-machine", "q35,memory-backend=m0", "-accel", "qtest",
          "-nodefaults", "-display", "none",
          "-object", "memory-backend-memfd,id=m0,size=%dM,share=on" % mem_mib,
@@ -337,9 +338,11 @@ def l2_args(ports=1, port_driver="pcie-hotplug-passthru", mem_mib=128,
     if policy:
         a += ["-drive", "if=pflash,format=raw,readonly=on,file=" + OVMF_L1,
               "-overcommit", "mem-lock=on"]
+    drivers = [port_driver] * ports if isinstance(port_driver, str) \
+        else port_driver
     for n in range(1, ports + 1):
         a += ["-device", "%s,id=rp%d,bus=pcie.0,chassis=%d,addr=0x%x"
-              % (port_driver, n, n, 3 + n)]
+              % (drivers[n - 1], n, n, 3 + n)]
     return a + list(extra)
 
 
