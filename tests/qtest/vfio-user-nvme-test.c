@@ -208,6 +208,34 @@ static void test_msix_masked_then_unmasked(void)
 }
 
 /*
+ * MSI-X turned on with a hole: vector 0 masked, vector 1 not.  vfio-pci
+ * puts vector 1 to use while vector 0 was never set up, and committing
+ * the batch of MSI routes dereferenced vector 0's NULL device: any guest
+ * could crash QEMU so (patches/0027).  Vector 1 must work.
+ */
+static void test_msix_enable_with_hole(void)
+{
+    TestNvme *tn = test_nvme_start();
+    NvmeCmd cmd = { .opcode = NVME_CMD_FLUSH, .nsid = cpu_to_le32(1) };
+    uint8_t cap = qpci_find_capability(tn->dev, PCI_CAP_ID_MSIX, 0);
+    uint16_t flags = qpci_config_readw(tn->dev, cap + PCI_MSIX_FLAGS);
+
+    qpci_config_writew(tn->dev, cap + PCI_MSIX_FLAGS,
+                       flags & ~PCI_MSIX_FLAGS_ENABLE);
+    msix_program(tn, 0, true);
+    msix_program(tn, 1, false);
+    qpci_config_writew(tn->dev, cap + PCI_MSIX_FLAGS,
+                       flags | PCI_MSIX_FLAGS_ENABLE);
+
+    controller_enable(tn);
+    nvme_drv_create_io_queues(&tn->drv, 1);
+    g_assert_cmphex(nvme_drv_cmd(&tn->drv, &tn->drv.io, &cmd), ==,
+                    NVME_SUCCESS);
+    g_assert_true(msix_wait(tn, 1));
+    test_nvme_end(tn);
+}
+
+/*
  * Upstream's vfio-user-pci survives its removal: the guest ejects it
  * (ACPI PCI hotplug) and QEMU finalizes it without tripping over the
  * MSI-X PBA region (it used to abort in vfio_user_msix_teardown).
@@ -251,6 +279,8 @@ int main(int argc, char **argv)
     qtest_add_func("/vfio-user-nvme/msix/io-vector", test_msix_io_vector);
     qtest_add_func("/vfio-user-nvme/msix/masked-then-unmasked",
                    test_msix_masked_then_unmasked);
+    qtest_add_func("/vfio-user-nvme/msix/enabled-with-a-hole",
+                   test_msix_enable_with_hole);
     qtest_add_func("/vfio-user-nvme/unplug/vfio-user-pci-survives",
                    test_unplug_vfio_user_pci);
 
