@@ -832,9 +832,10 @@ def watch_places_allowed_drive(tmp):
        "../../drivers/vfio-pci")
 
 
-def watch_admission(tmp, **kw):
-    """watch places drive A with the fake QMP server set up by KW"""
-    t, qmp = watch_setup(tmp, "vm vm1\nqmp QMP\nallow slot=3\n", **kw)
+def watch_once(tmp, policy, **kw):
+    """watch with POLICY places drive A, inserted once, with the fake QMP
+    server set up by KW: (rc, steps, qmp, tree)"""
+    t, qmp = watch_setup(tmp, policy, **kw)
     k = FakeKernel(t)
     try:
         insert(t)
@@ -842,6 +843,13 @@ def watch_admission(tmp, **kw):
     finally:
         k.stop()
         qmp.stop()
+    return rc, steps, qmp, t
+
+
+def watch_admission(tmp, **kw):
+    """watch places drive A with the fake QMP server set up by KW"""
+    rc, steps, qmp, _ = watch_once(tmp, "vm vm1\nqmp QMP\nallow slot=3\n",
+                                   **kw)
     return rc, steps, qmp
 
 
@@ -882,16 +890,9 @@ def watch_qemu_without_admission(tmp):
 def watch_matches_identity(tmp):
     """allow lines match id, model and serial (wildcards, quotes); all
     keys of a line must match; JSON steps"""
-    t, qmp = watch_setup(tmp, 'vm vm1\nqmp QMP\nallow id=144d:a808 '
-                         'serial=OTHER*\nallow model="Samsung SSD 970*" '
-                         'serial=S4EW*\n')
-    k = FakeKernel(t)
-    try:
-        insert(t)
-        rc, steps, err = watch(t, pci_add(A))
-    finally:
-        k.stop()
-        qmp.stop()
+    rc, steps, qmp, t = watch_once(
+        tmp, 'vm vm1\nqmp QMP\nallow id=144d:a808 serial=OTHER*\n'
+        'allow model="Samsung SSD 970*" serial=S4EW*\n')
     eq((rc, [s[1] for s in steps]),
        (0, ["watching", "inserted", "enabled", "port", "added"]))
     eq(steps[0][2], f"VM vm1 (QMP {tmp}/vm1.qmp), 2 allow lines; uevents "
