@@ -420,7 +420,7 @@ static void test_migration(const void *data)
 typedef struct PolicyCase {
     const char *path;
     const char *args;
-    const char *codes[5];
+    const char *codes[6];       /* NULL-terminated */
 } PolicyCase;
 
 #define PFLASH "-drive if=pflash,format=raw,readonly=on," \
