@@ -529,7 +529,7 @@ static void test_no_side_effects(const void *data)
         "/machine/peripheral", "/machine/peripheral-anon",
         "/machine/unattached",
     };
-    g_autofree char *qom_before[ARRAY_SIZE(trees)] = { NULL };
+    char *qom_before[ARRAY_SIZE(trees)];
     size_t i;
 
     server_start(t, 1, SERVER_NVME);
@@ -559,6 +559,7 @@ static void test_no_side_effects(const void *data)
         g_autoptr(GString) now = qobject_to_json(QOBJECT(r));
 
         g_assert_cmpstr(now->str, ==, qom_before[i]);
+        g_free(qom_before[i]);
     }
     events_sync(t);
     g_assert_cmpint(g_queue_get_length(&t->events), ==, 0);
