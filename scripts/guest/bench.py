@@ -118,6 +118,16 @@ def log(text):
     print(text, flush=True)
 
 
+def device_props(cfg, server, drive, serial):
+    """device_add's arguments for a device of configuration CFG (its
+    driver included): vfio-user-nvme (a) or vfio-user-pci (b) served by
+    SERVER, or an emulated nvme (c) on block node DRIVE."""
+    if cfg in "ab":
+        return {"driver": "vfio-user-nvme" if cfg == "a" else "vfio-user-pci",
+                "socket": {"type": "unix", "path": server.sock}}
+    return {"driver": "nvme", "drive": drive, "serial": serial}
+
+
 class Results:
     """Samples by (repeat, configuration, mode, metric); each sample keeps
     the round and its position in the round's order."""
@@ -239,15 +249,8 @@ class Interleaved:
             h.wait_port_empty(vm, port, 30)
         if cfg in "ab" and server is None:
             server = self.new_server(cfg)
-        if cfg == "a":
-            props = {"driver": "vfio-user-nvme",
-                     "socket": {"type": "unix", "path": server.sock}}
-        elif cfg == "b":
-            props = {"driver": "vfio-user-pci",
-                     "socket": {"type": "unix", "path": server.sock}}
-        else:
-            props = {"driver": "nvme", "drive": "blkc",
-                     "serial": "emu%s%d" % (self.mode[0], self.seq)}
+        props = device_props(cfg, server, "blkc",
+                             "emu%s%d" % (self.mode[0], self.seq))
         qm, am = vm.qmp.mark(), vm.agent.mark()
         wait = "wait-disk 60000"
         cid, _ = vm.agent.send(wait)
@@ -446,14 +449,11 @@ class Session:
         dev = "d%d" % self.seq
         if self.cfg == "a":
             r = h.hot_add(self.vm, port, server, dev_id=dev)
-        elif self.cfg == "b":
-            r = h.hot_add_device(self.vm, dev, "vfio-user-pci", bus=port,
-                                 socket={"type": "unix", "path": server.sock})
         else:
-            idx = int(port[2:])
-            r = h.hot_add_device(self.vm, dev, "nvme", bus=port,
-                                 serial="emu%s%d" % (self.mode[0], self.seq),
-                                 drive="blk%d" % idx)
+            props = device_props(self.cfg, server, "blk%d" % int(port[2:]),
+                                 "emu%s%d" % (self.mode[0], self.seq))
+            r = h.hot_add_device(self.vm, dev, props.pop("driver"), bus=port,
+                                 **props)
         r["id"] = dev
         r["port"] = port
         return dev, r

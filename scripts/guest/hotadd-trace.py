@@ -91,11 +91,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     run = h.new_run_dir("hotadd-trace-" + args.mode)
-    extra = ["-device", "pcie-root-port,id=sp1,bus=pcie.0,chassis=21,"
-             "io-reserve=0,mem-reserve=2M",
-             "-msg", "timestamp=on", "-trace", "vfio_user_*"]
-    vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, extra_args=extra,
-              name="vm")
+    vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, name="vm",
+              extra_args=["-msg", "timestamp=on", "-trace", "vfio_user_*"],
+              extra_ports=[("sp1", "pcie-root-port",
+                            ",io-reserve=0,mem-reserve=2M")])
     servers = []
     stats = {c: collections.defaultdict(list) for c in "ab"}
     posted = {c: [] for c in "ab"}
