@@ -215,6 +215,18 @@ def server_seeds():
                                          SERVER_OPS)
     s['region-read-count'] = server_input([rule(REGION_READ, 1, POKE32, 12,
                                                 0x10000)], SERVER_OPS)
+    # The config space as the server tells it.  The realize's config
+    # reads, in order: the whole space (0), the ROM BAR before and after
+    # sizing (1, 2), BAR 0 (3), MSI-X flags, table and PBA (4, 5, 6);
+    # the data follow a 16-byte header.
+    cfg = {'rom-size-odd': (2, POKE32, 0x2002),
+           'bar-read-error': (3, ERROR, 5),
+           'msix-table-bir-7': (5, POKE32, 7),
+           'msix-table-bar-2': (5, POKE32, 0x2002),
+           'msix-pba-bir-7': (6, POKE32, 7)}
+    for name, (nth, action, val) in cfg.items():
+        s['config-' + name] = server_input(
+            [rule(REGION_READ, nth, action, 16, val)], SERVER_OPS)
     # Requests of the server's own
     reqs = {'dma-read': 0x10 << 16, 'dma-write': (0x10 << 16) | 1,
             'dma-read-noreply': (0x10 << 16) | 2,
