@@ -224,9 +224,15 @@ def server_seeds():
            'msix-table-bir-7': (5, POKE32, 7),
            'msix-table-bar-2': (5, POKE32, 0x2002),
            'msix-pba-bir-7': (6, POKE32, 7)}
-    for name, (nth, action, val) in cfg.items():
+    # The capability list (MSI-X at 0x40, PCI Express at 0x60): a loop, a
+    # capability that is its own next, a pointer into the header
+    cfg.update({'cap-loop': (0, POKE8, 0x40, 0x61),
+                'cap-self': (0, POKE8, 0x40, 0x41),
+                'cap-into-header': (0, POKE8, 0x3c, 0x61)})
+    for name, (nth, action, val, *at) in cfg.items():
         s['config-' + name] = server_input(
-            [rule(REGION_READ, nth, action, 16, val)], SERVER_OPS)
+            [rule(REGION_READ, nth, action, 16 + (at[0] if at else 0), val)],
+            SERVER_OPS)
     # Requests of the server's own
     reqs = {'dma-read': 0x10 << 16, 'dma-write': (0x10 << 16) | 1,
             'dma-read-noreply': (0x10 << 16) | 2,

@@ -13,7 +13,10 @@
 # race of patches/0024 are among them.
 #
 # Environment: FUZZ_SMOKE_RUNS (executions per target, default 1000),
-# FUZZ_SMOKE_SECONDS (time bound per target, default 40).
+# FUZZ_SMOKE_SECONDS (time bound per target, default 40),
+# FUZZ_HANG_SECONDS (a run that takes longer hangs: killed and failed,
+# default 600; libFuzzer's own -timeout cannot stop an input that spins
+# in QEMU's main thread).
 
 set -uo pipefail
 
@@ -24,11 +27,18 @@ targets="nvme-passthru-hotplug-acpi nvme-passthru-hotplug-native
     vfio-user-nvme-server"
 runs=${FUZZ_SMOKE_RUNS:-1000}
 secs=${FUZZ_SMOKE_SECONDS:-40}
+hang=${FUZZ_HANG_SECONDS:-600}
 . "$top/tests/build/tap.sh"
+
+# fuzz ARGS...: the fuzzer, killed if it hangs (exit status 124)
+fuzz() {
+    timeout -k 10 "$hang" "$bin" "$@"
+}
 
 # result_log STATUS DESCRIPTION LOG: result, and what went wrong in LOG
 result_log() {
     result "$1" "$2"
+    [ "$1" != 124 ] || echo "hung: killed after $hang s" | note
     [ "$1" = 0 ] ||
         sed -n '/ERROR\|runtime error\|SUMMARY\|#[0-9]/p' "$3" | tail -n 12 |
             note
@@ -47,13 +57,13 @@ for t in $targets; do
     mkdir -p "$tmp/$t"
     cp "$seeds"/* "$tmp/$t/"
     # -runs=0: run the corpus once, mutate nothing
-    "$bin" --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
+    fuzz --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
     rc=$?
     cat "$log"
     result_log $rc "$t: the $count inputs of the seed corpus replay ($(cov_of "$log"))" "$log"
 
     log="$tmp/$t-smoke.log"
-    "$bin" --fuzz-target="$t" -runs="$runs" -seed=1 -max_len=1024 \
+    fuzz --fuzz-target="$t" -runs="$runs" -seed=1 -max_len=1024 \
         -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
         -artifact_prefix="$tmp/" "$tmp/$t" >"$log" 2>&1
     rc=$?
@@ -64,7 +74,7 @@ done
 for t in nvme-passthru-hotplug-acpi nvme-passthru-hotplug-native; do
     log="$tmp/$t-rcu.log"
     NVME_PASSTHRU_FUZZ_RCU_FINALIZE=1 \
-        "$bin" --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
+        fuzz --fuzz-target="$t" -runs=0 -timeout=30 "$tmp/$t" >"$log" 2>&1
     rc=$?
     cat "$log"
     result_log $rc "$t: the seed corpus replays with RCU finalizing removed devices" "$log"

@@ -306,6 +306,10 @@ static void plug(QTestState *s, int n)
     qdict_put(args, "socket", sock);
     qdict_put_int(args, "x-msg-timeout", MSG_TIMEOUT_MS);
     qmp_device_add(args, &ret, &err);
+    if (debug && err) {
+        fprintf(stderr, "nvme-passthru-fuzz: device_add on %s: %s\n", bus,
+                error_get_pretty(err));
+    }
     error_free(err);
     if (!rcu_finalize && !plugged[n] && dev_present(n)) {
         g_autofree char *path = g_strdup_printf("/machine/peripheral/%s", id);
