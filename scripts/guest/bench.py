@@ -251,19 +251,9 @@ class Interleaved:
             server = self.new_server(cfg)
         props = device_props(cfg, server, "blkc",
                              "emu%s%d" % (self.mode[0], self.seq))
-        qm, am = vm.qmp.mark(), vm.agent.mark()
-        wait = "wait-disk 60000"
-        cid, _ = vm.agent.send(wait)
-        vm.agent.wait_data(cid, wait, 30)       # armed: it is watching
-        vm.step("device_add %s %s on %s" % (props["driver"], dev, port))
-        t0 = h.now()
-        reply, qmp_s = vm.qmp.send("device_add", id=dev, bus=port, **props)
-        if "error" in reply:
-            vm.agent.wait_reply(cid, wait, 70, check=False)
-            raise h.HarnessError("device_add %s: %s"
-                                 % (dev, reply["error"]["desc"]))
-        _, disk, _, t1 = vm.agent.wait_reply(cid, wait, 70)
-        r = {"id": dev, "port": port, "disk": disk.strip(),
+        disk, t0, t1, qmp_s, qm, am = h.device_add_until_disk(
+            vm, dev, bus=port, **props)
+        r = {"id": dev, "port": port, "disk": disk,
              "add_ms": (t1 - t0) * 1000, "qmp_reply_ms": qmp_s * 1000}
         if cfg == "a":
             tc, ev, _ = vm.qmp.wait_hotplug(dev, "add", timeout=60, since=qm)

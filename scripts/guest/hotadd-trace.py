@@ -20,7 +20,21 @@ by kind (config read/write, BAR read/write, SET_IRQS, region info,
 them).  Prints a Markdown table per configuration: the median count and
 wait of each kind over the runs.  Trace files stay in the run folder.
 
+With --phases, (a) is compared with (c), an emulated nvme on a stock
+pcie-root-port, instead: both QEMUs (the VM's and the server's) trace
+the guest's config accesses and the NVMe controller's registers and
+commands, and each hot-add is cut into phases, from device_add to the
+agent's wait-disk (the precise end point of make bench):
+
+  device_add -> the guest's first config access to the new function
+    (the realize, then ACPI or pciehp noticing the slot)
+  -> first BAR0 access (enumeration, resources, the nvme driver binds)
+  -> controller enabled (CC.EN) -> first admin command
+  -> first I/O command (identify, features, queues, ...)
+  -> the disk in the guest's sysfs (the namespace's scan)
+
 Usage: scripts/guest/hotadd-trace.py [--mode acpi|native] [--runs N]
+                                     [--phases]
 """
 
 import argparse
@@ -29,6 +43,7 @@ import os
 import re
 import statistics
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "..", "tests", "guest"))
@@ -85,11 +100,137 @@ def log_end(vm):
         return f.tell()
 
 
+NVME_EVENTS = ["pci_nvme_admin_cmd", "pci_nvme_io_cmd", "pci_nvme_mmio_read",
+               "pci_nvme_mmio_write", "pci_nvme_mmio_start_success"]
+PHASES = [("config", "device_add -> first config access (realize, notice)"),
+          ("bar0", "-> first BAR0 access (enumeration, driver binds)"),
+          ("enabled", "-> controller enabled (CC.EN)"),
+          ("admin", "-> first admin command"),
+          ("io", "-> first I/O command (admin commands)"),
+          ("disk", "-> disk in the guest's sysfs")]
+
+
+def trace_events(path, t0, t1):
+    """[(time, event, text)] of a QEMU log (-msg timestamp=on) between
+    T0 and T1, seconds since the epoch (UTC, as the log)."""
+    day = t0 - t0 % 86400
+    out = []
+    with open(path) as f:
+        for line in f:
+            m = LINE.match(line)
+            if not m:
+                continue
+            t = day + (int(m.group(1)) * 3600 + int(m.group(2)) * 60
+                       + float(m.group(3)))
+            if t0 <= t <= t1:
+                out.append((t, m.group(4), m.group(5)))
+    return out
+
+
+def phases(events, bus, t0, t1):
+    """{phase: ms from the previous mark}: the marks of one hot-add."""
+    fn = " %02x:00.0 @" % bus
+    marks = {}
+
+    def first(name, test):
+        for t, ev, text in events:
+            if test(ev, text):
+                marks.setdefault(name, t)
+                return
+
+    first("config", lambda ev, x: ev.startswith("pci_cfg_") and fn in x)
+    first("bar0", lambda ev, x: ev.startswith("pci_nvme_mmio_"))
+    first("enabled", lambda ev, x: ev == "pci_nvme_mmio_start_success")
+    first("admin", lambda ev, x: ev == "pci_nvme_admin_cmd")
+    first("io", lambda ev, x: ev == "pci_nvme_io_cmd")
+    marks["disk"] = t1
+    out, prev = {}, t0
+    for name, _ in PHASES:
+        if name in marks:
+            out[name] = (marks[name] - prev) * 1000
+            prev = marks[name]
+    return out
+
+
+def main_phases(args):
+    run = h.new_run_dir("hotadd-phases-" + args.mode)
+    trace = ["-msg", "timestamp=on"]
+    for ev in NVME_EVENTS + ["pci_cfg_read", "pci_cfg_write"]:
+        trace += ["-trace", ev]
+    vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, name="vm",
+              extra_args=trace,
+              extra_ports=[("sp1", "pcie-root-port",
+                            ",io-reserve=0,mem-reserve=2M")])
+    res = {c: [] for c in "ac"}
+    try:
+        vm.start(boot_timeout=240)
+        for i in range(args.runs):
+            for cfg in ("ac" if i % 2 == 0 else "ca"):
+                dev = "%s%d" % (cfg, i)
+                img = h.make_image(os.path.join(run, "%s.img" % dev), 16)
+                if cfg == "a":
+                    srv = h.Server(run, img, name="s%d" % i,
+                                   extra_args=trace[:2] + [
+                                       x for ev in NVME_EVENTS
+                                       for x in ("-trace", ev)]).start()
+                    h.wait_port_empty(vm, "rp1", 30)
+                    props = {"driver": "vfio-user-nvme", "bus": "rp1",
+                             "socket": {"type": "unix", "path": srv.sock}}
+                else:
+                    vm.qmp.send("blockdev-add", driver="raw",
+                                   **{"node-name": "b" + dev, "file": {
+                                       "driver": "file", "filename": img}})
+                    props = {"driver": "nvme", "bus": "sp1",
+                             "drive": "b" + dev, "serial": dev}
+                disk, t0, t1, _, _, am = h.device_add_until_disk(
+                    vm, dev, **props)
+                bdf = vm.agent.wait_event("pci-add", None, 30, since=am)[3]
+                vm.agent.wait_event("blk-add", disk, 30, since=am)
+                time.sleep(0.2)     # the logs are written
+                off = time.time() - h.now()     # the logs' clock
+                t0, t1 = t0 + off, t1 + off
+                events = trace_events(vm.p("qemu.log"), t0, t1)
+                if cfg == "a":
+                    events = sorted(events + trace_events(srv.log, t0, t1))
+                res[cfg].append(phases(events, int(bdf.split(":")[1], 16),
+                                       t0, t1))
+                if cfg == "a":
+                    h.remove_orderly(vm, dev, bdf, disk)
+                    srv.stop()
+                else:
+                    h.remove_device(vm, dev, bdf, disk)
+                    vm.qmp.send("blockdev-del", **{"node-name": "b" + dev})
+    finally:
+        vm.shutdown()
+
+    def med(cfg, name):
+        v = [r[name] for r in res[cfg] if name in r]
+        return statistics.median(v) if v else float("nan")
+
+    print("## Phases of one hot-add (%s, N=%d, medians in ms; (a) and (c) "
+          "take turns)\n" % (args.mode, args.runs))
+    print("| phase | (a) vfio-user-nvme | (c) emulated nvme | a - c |")
+    print("|---|---|---|---|")
+    for name, what in PHASES:
+        a, c = med("a", name), med("c", name)
+        print("| %s | %.1f | %.1f | %+.1f |" % (what, a, c, a - c))
+    ta = statistics.median([sum(r.values()) for r in res["a"]])
+    tc = statistics.median([sum(r.values()) for r in res["c"]])
+    print("| **device_add -> disk** | **%.1f** | **%.1f** | **%+.1f** |\n"
+          % (ta, tc, ta - tc))
+    print("Traces: %s" % run)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mode", default="acpi", choices=("acpi", "native"))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--phases", action="store_true",
+                    help="phases of (a) against an emulated nvme (c)")
     args = ap.parse_args()
+    if args.phases:
+        return main_phases(args)
     run = h.new_run_dir("hotadd-trace-" + args.mode)
     vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, name="vm",
               extra_args=["-msg", "timestamp=on", "-trace", "vfio_user_*"],

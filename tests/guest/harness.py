@@ -184,12 +184,14 @@ class Server:
 
     count = 0
 
-    def __init__(self, run_dir, image, name="nvme", serial="deadbeef"):
+    def __init__(self, run_dir, image, name="nvme", serial="deadbeef",
+                 extra_args=()):
         Server.count += 1
         self.run_dir = run_dir
         self.image = image
         self.name = name
         self.serial = serial
+        self.extra_args = list(extra_args)    # e.g. -trace pci_nvme_*
         self.sock = os.path.join(run_dir, "%s.sock" % name)
         self.log = os.path.join(run_dir, "server-%s-%d.log" % (name, Server.count))
         self.proc = None
@@ -209,7 +211,7 @@ class Server:
                "-nodefaults", "-display", "none",
                "-drive", "if=none,id=d0,file=%s,format=raw" % self.image,
                "-device", "nvme,id=nvme0,serial=%s,drive=d0" % self.serial,
-               "-object", json.dumps(obj)]
+               "-object", json.dumps(obj)] + self.extra_args
         with open(self.log, "a") as log:
             log.write("# %s\n" % " ".join(cmd))
             log.flush()
@@ -864,6 +866,28 @@ def wait_port_empty(vm, port, timeout=30):
 # --------------------------------------------------------------------------
 # any hot-pluggable PCI NVMe (no passthrough port needed): for comparisons
 # with upstream's vfio-user-pci or an emulated nvme on a pcie-root-port
+
+
+def device_add_until_disk(vm, dev_id, timeout=70, **props):
+    """device_add PROPS (driver=..., bus=..., ...) with the guest agent's
+    wait-disk armed first: the precise end point of a hot-add.  Returns
+    (disk, t0, t1, qmp_s, qmp_mark, agent_mark): host times of the
+    command sent and of the agent's OK (the new disk in the guest's
+    sysfs), and the QMP reply time."""
+    qm, am = vm.qmp.mark(), vm.agent.mark()
+    wait = "wait-disk %d" % (timeout * 1000 - 10000)
+    cid, _ = vm.agent.send(wait)
+    vm.agent.wait_data(cid, wait, 30)       # armed: it is watching
+    vm.step("device_add %s %s on %s" % (props.get("driver"), dev_id,
+                                        props.get("bus")))
+    t0 = now()
+    reply, qmp_s = vm.qmp.send("device_add", id=dev_id, **props)
+    if "error" in reply:
+        vm.agent.wait_reply(cid, wait, timeout, check=False)
+        raise HarnessError("device_add %s: %s"
+                           % (dev_id, reply["error"]["desc"]))
+    _, disk, _, t1 = vm.agent.wait_reply(cid, wait, timeout)
+    return disk.strip(), t0, t1, qmp_s, qm, am
 
 
 def hot_add_device(vm, dev_id, driver, timeout=90, **props):
