@@ -10,11 +10,14 @@
 #       in tests/fuzz/corpus/TARGET; crashes go to
 #       BUILD_DIR/fuzz/crashes/TARGET/ and the run goes on.  Prints
 #       executions, exec/s, coverage (libFuzzer's cov and ft) and crashes.
+#       J targets run at once (default FUZZ_JOBS or 1): a target's QEMU
+#       waits on its vfio-user server much of the time, so two or three
+#       at once keep two cores busy.
 #   scripts/fuzz.sh --replay FILE-OR-DIR...
 #       run each input once (a crash's reproducer, a corpus)
 #
 # Environment: FUZZ_TARGETS (default: all three), FUZZ_MAX_LEN (1024),
-# FUZZ_ARGS (more libFuzzer options).
+# FUZZ_JOBS (1), FUZZ_ARGS (more libFuzzer options).
 
 set -uo pipefail
 
@@ -25,6 +28,7 @@ out="$build/fuzz"
 all_targets="nvme-passthru-hotplug-acpi nvme-passthru-hotplug-native
     vfio-user-nvme-server"
 runs=${FUZZ_RUNS:-1000000}
+jobs=${FUZZ_JOBS:-1}
 max_len=${FUZZ_MAX_LEN:-1024}
 replay=0
 targets=()
@@ -32,8 +36,9 @@ targets=()
 while [ $# -gt 0 ]; do
     case $1 in
     --runs) runs=$2; shift ;;
+    --jobs) jobs=$2; shift ;;
     --replay) replay=1 ;;
-    -h|--help) sed -n '3,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '3,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) targets+=("$1") ;;
     esac
     shift
@@ -68,9 +73,11 @@ stat() {
     sed -n "s/^stat::$1: *//p" "$2" | tail -n 1
 }
 
-summary=()
-total_crashes=0
-for t in "${targets[@]}"; do
+# fuzz_target TARGET: fuzz it to $runs executions; one summary line in
+# $out/TARGET.summary
+fuzz_target() {
+    local t=$1 corpus crashes log done_runs secs start attempt left rc n
+    local last cov ft ncrash
     corpus="$out/corpus/$t"
     crashes="$out/crashes/$t"
     log="$out/$t.log"
@@ -109,12 +116,29 @@ for t in "${targets[@]}"; do
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     ncrash=$(find "$crashes" -type f \( -name 'crash-*' -o -name 'leak-*' \
         -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
-    total_crashes=$((total_crashes + ncrash))
-    summary+=("$(printf '%-30s %9s execs %6s s %7s exec/s  cov %-6s ft %-6s crashes %s' \
+    printf '%-30s %9s execs %6s s %7s exec/s  cov %-6s ft %-6s crashes %s' \
         "$t" "$done_runs" "$secs" "$((done_runs / (secs > 0 ? secs : 1)))" \
-        "${cov:-?}" "${ft:-?}" "$ncrash")")
-done
+        "${cov:-?}" "${ft:-?}" "$ncrash" >"$out/$t.summary"
+}
 
+rm -f "$out"/*.summary
+running=0
+for t in "${targets[@]}"; do
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    fuzz_target "$t" &
+    running=$((running + 1))
+done
+wait
+summary=()
+total_crashes=0
+for t in "${targets[@]}"; do
+    summary+=("$(cat "$out/$t.summary" 2>/dev/null || echo "$t: no result")")
+    n=$(awk '{print $NF}' "$out/$t.summary" 2>/dev/null)
+    total_crashes=$((total_crashes + ${n:-0}))
+done
 echo
 printf '%s\n' "${summary[@]}"
 [ $total_crashes = 0 ] || echo "crash inputs: $out/crashes/"

@@ -672,6 +672,17 @@ static GString *native_cmdline(FuzzTarget *t)
 static void pre_fuzz(QTestState *s)
 {
     GError *err = NULL;
+    sigset_t alarm;
+
+    /*
+     * QEMU's main loop blocks SIGALRM and reads it from a signalfd
+     * (qemu_signal_init()), so libFuzzer's -timeout, which counts on
+     * SIGALRM, would only act once the main loop runs again: never, for
+     * an input that hangs QEMU.  Take the signal in this thread.
+     */
+    sigemptyset(&alarm);
+    sigaddset(&alarm, SIGALRM);
+    pthread_sigmask(SIG_UNBLOCK, &alarm, NULL);
 
     debug = getenv("NVME_PASSTHRU_FUZZ_DEBUG");
     rcu_finalize = getenv("NVME_PASSTHRU_FUZZ_RCU_FINALIZE");
