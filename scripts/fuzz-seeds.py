@@ -225,10 +225,20 @@ def server_seeds():
            'msix-table-bar-2': (5, POKE32, 0x2002),
            'msix-pba-bir-7': (6, POKE32, 7)}
     # The capability list (MSI-X at 0x40, PCI Express at 0x60): a loop, a
-    # capability that is its own next, a pointer into the header
+    # capability that is its own next, a pointer into the header; an
+    # interrupt pin that does not exist
     cfg.update({'cap-loop': (0, POKE8, 0x40, 0x61),
                 'cap-self': (0, POKE8, 0x40, 0x41),
-                'cap-into-header': (0, POKE8, 0x3c, 0x61)})
+                'cap-into-header': (0, POKE8, 0x3c, 0x61),
+                'pin-9': (0, POKE8, 9, 0x3d),
+                # what QEMU already refuses or copes with
+                'msix-table-past-bar': (5, POKE32, 0x3ff8),
+                'msix-pba-past-bar': (6, POKE32, 0x3ffc),
+                'msix-qsize-max': (0, POKE32, 0x7ff, 0x42),
+                'exp-type-root-port': (0, POKE8, 0x42, 0x62),
+                'header-type-bridge': (0, POKE8, 0x01, 0x0e),
+                'class-bridge': (0, POKE32, 0x06040000, 0x08),
+                'status-no-cap-list': (0, POKE8, 0x00, 0x06)})
     for name, (nth, action, val, *at) in cfg.items():
         s['config-' + name] = server_input(
             [rule(REGION_READ, nth, action, 16 + (at[0] if at else 0), val)],
