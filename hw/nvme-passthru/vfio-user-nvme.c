@@ -5,8 +5,9 @@
  * The vfio-user twin of vfio-nvme: vfio-user-pci that may sit only on a
  * pcie-hotplug-passthru port, which applies the rules of passthrough
  * hotplug to it (passthru-port-frontend.c).  What only vfio-user has is
- * here: when the server goes away (it exits or closes its socket) the
- * device is removed from the guest at once (surprise removal).
+ * here: when the server goes away (it exits or closes its socket, or
+ * stops answering: no reply in x-msg-timeout) the device is removed from
+ * the guest at once (surprise removal).
  *
  * Copyright (c) 2026 The NVMe passthrough hotplug authors
  *
@@ -15,6 +16,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/lockable.h"
 #include "qemu/module.h"
 #include "hw/vfio/pci.h"
 #include "hw/vfio-user/proxy.h"
@@ -28,11 +30,19 @@
 static void vfio_user_nvme_server_gone(void *opaque)
 {
     PCIDevice *pdev = opaque;
+    VFIOUserProxy *proxy = VFIO_PCI_DEVICE(pdev)->vbasedev.proxy;
+    g_autofree char *reason = NULL;
 
-    if (DEVICE(pdev)->realized) {
-        passthru_port_host_gone(pdev,
-                                "vfio-user server closed the connection");
+    if (!DEVICE(pdev)->realized) {
+        return;
     }
+    WITH_QEMU_LOCK_GUARD(&proxy->lock) {
+        reason = proxy->timed_out ?
+            g_strdup_printf("vfio-user server did not answer in %u ms",
+                            proxy->wait_time) :
+            g_strdup("vfio-user server closed the connection");
+    }
+    passthru_port_host_gone(pdev, reason);
 }
 
 static void vfio_user_nvme_realize(PCIDevice *pdev, Error **errp)

@@ -191,6 +191,41 @@ static void test_host_gone_while_adding(const void *data)
 }
 
 /*
+ * The vfio-user server stops answering (stopped, not dead): the first
+ * request that gets no reply within x-msg-timeout ends it, and QEMU
+ * removes the device as if the server had gone, where it used to wait as
+ * long again at every request that followed, with the BQL held.
+ */
+static void test_host_stalls(const void *data)
+{
+    Test *t = test_start(data, 1);
+    g_autofree QPCIDevice *dev = NULL;
+    QDict *args;
+    uint8_t exp;
+
+    server_start(t, 0, SERVER_NVME);
+    args = nvme_args(t, PORT(1), 0, "nvme0");
+    qdict_put_int(args, "x-msg-timeout", 300);
+    qtest_qmp_assert_success(t->qts, "{'execute': 'device_add', "
+                             "'arguments': %p}", args);
+    t->backend[1] = t->srv[0].sock;
+    expect_hotplug_event(t, PORT(1), "nvme0", "add", "started", "qmp", NULL);
+    add_finish(t, 1, "nvme0");
+
+    dev = nvme_dev(t, 1);
+    exp = qpci_find_capability(dev, PCI_CAP_ID_EXP, 0);
+    g_assert_cmpuint(exp, !=, 0);
+    g_assert_cmpint(kill(t->srv[0].pid, SIGSTOP), ==, 0);
+    /* Device Control is not answered from QEMU's copy: a round trip */
+    qpci_config_readw(dev, exp + PCI_EXP_DEVCTL);
+    expect_surprise_removal(t, 1, "nvme0", "host-gone",
+                            "vfio-user server did not answer in 300 ms");
+    expect_guest_told_gone(t, 1);
+    g_assert_cmpint(kill(t->srv[0].pid, SIGCONT), ==, 0);
+    test_end(t);
+}
+
+/*
  * An add the guest never completes (no driver, say) blocks every other
  * operation.  device_del of the device cancels it, in either removal
  * mode: the add fails, and the device is taken away at once.
@@ -849,6 +884,7 @@ int main(int argc, char **argv)
         add_test(m, "surprise/host-gone/removes-device", test_host_gone);
         add_test(m, "surprise/host-gone/while-adding-fails-the-add",
                  test_host_gone_while_adding);
+        add_test(m, "surprise/host-stalls/removes-device", test_host_stalls);
         add_test(m, "surprise/slot-waits-for-guest-ack", test_surprise_ack);
         add_test(m, "busy/adding/refuses-other-operations",
                  test_busy_adding);

@@ -47,7 +47,7 @@
 #define PCI_EJ_BASE         0x0008
 #define PCI_SEL_BASE        0x0010
 #define MSIX_CAP            0x40
-#define MSG_TIMEOUT_MS      100
+#define MSG_TIMEOUT_MS      25
 #define SETTLE_US           (200 * 1000)
 
 #define POLICY_ARGS \
