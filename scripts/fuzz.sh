@@ -76,7 +76,7 @@ stat() {
 # fuzz_target TARGET: fuzz it to $runs executions; one summary line in
 # $out/TARGET.summary
 fuzz_target() {
-    local t=$1 corpus crashes log done_runs secs start attempt left rc n
+    local t=$1 corpus crashes log done_runs secs start left rc n
     local last cov ft ncrash
     corpus="$out/corpus/$t"
     crashes="$out/crashes/$t"
@@ -88,7 +88,7 @@ fuzz_target() {
     start=$(date +%s)
     echo "== $t: fuzzing to $runs executions (log: $log)"
     # libFuzzer stops at the first crash: note it and go on
-    for attempt in $(seq 1 20); do
+    for _ in $(seq 1 20); do
         left=$((runs - done_runs))
         [ $left -gt 0 ] || break
         # shellcheck disable=SC2086
