@@ -243,6 +243,13 @@ def server_seeds():
         s['config-' + name] = server_input(
             [rule(REGION_READ, nth, action, 16 + (at[0] if at else 0), val)],
             SERVER_OPS)
+    # BAR 0 to be mapped (flags READ|WRITE|MMAP) from a memfd that holds
+    # 16 bytes of it, then a guest access past the first page
+    for name, size in (('short', 0x10), ('whole', 0x4000)):
+        s['region-mmap-file-' + name] = server_input(
+            [rule(GET_REGION_INFO, 0, POKE32, 4, 0x7),
+             rule(GET_REGION_INFO, 0, FDS, 0, size)],
+            mmio_read(0, 0x1000) + mmio_write(0, 0x1008, 1) + SERVER_OPS)
     # Requests of the server's own
     reqs = {'dma-read': 0x10 << 16, 'dma-write': (0x10 << 16) | 1,
             'dma-read-noreply': (0x10 << 16) | 2,

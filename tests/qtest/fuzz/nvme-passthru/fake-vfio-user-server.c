@@ -14,6 +14,7 @@
 
 #include "qemu/osdep.h"
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <linux/vfio.h>
@@ -491,7 +492,17 @@ static bool serve_one(int i)
             send_len = rule->val % size;
             break;
         case FAKE_FDS:
-            pass_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            /* val 0: /dev/null; else a memfd of val % 64 KiB bytes */
+            if (rule->val % 65536) {
+                pass_fd = memfd_create("fake-vfio-user", MFD_CLOEXEC);
+                if (pass_fd >= 0 &&
+                    ftruncate(pass_fd, rule->val % 65536) < 0) {
+                    close(pass_fd);
+                    pass_fd = -1;
+                }
+            } else {
+                pass_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            }
             break;
         case FAKE_COMMAND:
             reply->command = rule->val;

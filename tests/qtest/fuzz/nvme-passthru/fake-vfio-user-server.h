@@ -32,7 +32,7 @@ typedef enum FakeServerAction {
     FAKE_DUP,           /* the reply twice */
     FAKE_SHORT,         /* the first val % size bytes, then close */
     FAKE_REQUEST,       /* first a request of our own (DMA read/write) */
-    FAKE_FDS,           /* pass a file descriptor with the reply */
+    FAKE_FDS,           /* pass /dev/null, or a memfd of val bytes */
     FAKE_COMMAND,       /* header command = val */
     FAKE_ACTION_MAX,
 } FakeServerAction;
