@@ -243,6 +243,37 @@ def server_seeds():
         s['config-' + name] = server_input(
             [rule(REGION_READ, nth, action, 16 + (at[0] if at else 0), val)],
             SERVER_OPS)
+    # Region info for another region than asked, with a size that is no
+    # power of 2 (the checks took the server's index)
+    s['region-info-0-index-size-odd'] = server_input(
+        [rule(GET_REGION_INFO, 0, POKE32, 8, 9),
+         rule(GET_REGION_INFO, 0, POKE32, 16, 0x3001)], SERVER_OPS)
+    # BAR 0 with a sparse mmap capability of one area (argsz 64, flags
+    # READ|WRITE|MMAP|CAPS, the capability at 32; asked for twice): the
+    # area's offset, size, the region's file offset, the file's size
+    sparse = {'ok': (0x1000, 0x1000, 0, 0x4000),
+              'offset-overflow': (0x7fffffffffffff00, 0x1000,
+                                  0x7fffffffffff0000, 0x4000),
+              'offset-negative': (1 << 63, 0x1000, 0, 0x4000),
+              'file-offset-negative': (0x1000, 0x1000, 1 << 63, 0x4000),
+              'past-the-region': (0x3000, 0x4000, 0, 0x4000),
+              'unaligned': (0x123, 0x1000, 0, 0x4000),
+              'file-short': (0x1000, 0x1000, 0, 0x1000)}
+    for name, (off, size, fd_off, fd_size) in sparse.items():
+        g = GET_REGION_INFO
+        s['region-sparse-' + name] = server_input(
+            [rule(g, 0, POKE32, 0, 64), rule(g, 0, POKE32, 4, 0xf),
+             rule(g, 0, POKE32, 12, 32), rule(g, 1, SIZE, 0, 16 + 64),
+             rule(g, 1, POKE32, 0, 64), rule(g, 1, POKE32, 4, 0xf),
+             rule(g, 1, POKE32, 12, 32), rule(g, 1, POKE32, 32, 0x00010001),
+             rule(g, 1, POKE32, 40, 1),
+             rule(g, 1, POKE32, 48, off & 0xffffffff),
+             rule(g, 1, POKE32, 52, off >> 32),
+             rule(g, 1, POKE32, 56, size), rule(g, 1, POKE32, 24, fd_off &
+                                                0xffffffff),
+             rule(g, 1, POKE32, 28, fd_off >> 32),
+             rule(g, 1, FDS, 0, fd_size)],
+            mmio_read(0, 0x1000) + mmio_write(0, 0x1008, 1) + SERVER_OPS)
     # BAR 0 to be mapped (flags READ|WRITE|MMAP) from a memfd that holds
     # 16 bytes of it, then a guest access past the first page
     for name, size in (('short', 0x10), ('whole', 0x4000)):
