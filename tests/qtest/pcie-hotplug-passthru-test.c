@@ -206,10 +206,7 @@ static void test_host_stalls(const void *data)
     server_start(t, 0, SERVER_NVME);
     args = nvme_args(t, PORT(1), 0, "nvme0");
     qdict_put_int(args, "x-msg-timeout", 300);
-    qtest_qmp_assert_success(t->qts, "{'execute': 'device_add', "
-                             "'arguments': %p}", args);
-    t->backend[1] = t->srv[0].sock;
-    expect_hotplug_event(t, PORT(1), "nvme0", "add", "started", "qmp", NULL);
+    add_start_args(t, 1, 0, "nvme0", args);
     add_finish(t, 1, "nvme0");
 
     dev = nvme_dev(t, 1);

@@ -641,14 +641,19 @@ void test_free(Test *t)
 /* Operations */
 
 /* device_add of vfio-user-nvme @id on rp@n, exported by server @i */
-void add_start(Test *t, int n, int i, const char *id)
+/* device_add @args (nvme_args() of port @n, server @i, @id, and more) */
+void add_start_args(Test *t, int n, int i, const char *id, QDict *args)
 {
-    qtest_qmp_device_add(t->qts, "vfio-user-nvme", id,
-                         "{'bus': %s, 'socket': {'type': 'unix', "
-                         "'path': %s}}", PORT(n), t->srv[i].sock);
+    qtest_qmp_assert_success(t->qts, "{'execute': 'device_add', "
+                             "'arguments': %p}", args);
     t->backend[n] = t->srv[i].sock;
     expect_hotplug_event(t, PORT(n), id, "add", "started", "qmp", NULL);
     check_port(t, n, "adding", id, "add");
+}
+
+void add_start(Test *t, int n, int i, const char *id)
+{
+    add_start_args(t, n, i, id, nvme_args(t, PORT(n), i, id));
 }
 
 void add_finish(Test *t, int n, const char *id)

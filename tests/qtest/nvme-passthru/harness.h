@@ -139,6 +139,7 @@ Test *test_new(void);
 void test_end(Test *t);
 void test_free(Test *t);
 void add_start(Test *t, int n, int i, const char *id);
+void add_start_args(Test *t, int n, int i, const char *id, QDict *args);
 void add_finish(Test *t, int n, const char *id);
 void hot_add(Test *t, int n, int i, const char *id);
 void remove_start(Test *t, int n, const char *id);
