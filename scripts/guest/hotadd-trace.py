@@ -162,6 +162,7 @@ def main_phases(args):
               extra_ports=[("sp1", "pcie-root-port",
                             ",io-reserve=0,mem-reserve=2M")])
     res = {c: [] for c in "ac"}
+    servers = []
     try:
         vm.start(boot_timeout=240)
         for i in range(args.runs):
@@ -173,6 +174,7 @@ def main_phases(args):
                                    extra_args=trace[:2] + [
                                        x for ev in NVME_EVENTS
                                        for x in ("-trace", ev)]).start()
+                    servers.append(srv)
                     h.wait_port_empty(vm, "rp1", 30)
                     props = {"driver": "vfio-user-nvme", "bus": "rp1",
                              "socket": {"type": "unix", "path": srv.sock}}
@@ -202,6 +204,8 @@ def main_phases(args):
                     vm.qmp.send("blockdev-del", **{"node-name": "b" + dev})
     finally:
         vm.shutdown()
+        for srv in servers:
+            srv.stop()
 
     def med(cfg, name):
         v = [r[name] for r in res[cfg] if name in r]

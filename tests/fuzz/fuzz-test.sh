@@ -15,8 +15,8 @@
 # Environment: FUZZ_SMOKE_RUNS (executions per target, default 1000),
 # FUZZ_SMOKE_SECONDS (time bound per target, default 40),
 # FUZZ_HANG_SECONDS (a run that takes longer hangs: killed and failed,
-# default 600; libFuzzer's own -timeout cannot stop an input that spins
-# in QEMU's main thread).
+# default 600; a backstop behind libFuzzer's own -timeout, which the
+# targets make work by taking SIGALRM in QEMU's main thread).
 
 set -uo pipefail
 
