@@ -11,9 +11,11 @@ hot-add's trace, from device_add until the guest shows the disk, is cut
 into messages to the server:
 
   waited   the sender blocked until the reply came (a vCPU or the main
-           thread, with the BQL held)
+           thread, with the BQL held): QEMU traced vfio_user_wait for it
+           (patches/0039)
   posted   sent without waiting (posted region writes, MSI-X mask and
-           unmask, DMA maps inside a memory transaction)
+           unmask, DMA maps inside a memory transaction, SET_IRQS once
+           the device is realized), with or without a reply
 
 by kind (config read/write, BAR read/write, SET_IRQS, region info,
 ...), with the time spent waiting (send to reply, as the client traced
@@ -33,8 +35,14 @@ agent's wait-disk (the precise end point of make bench):
   -> first I/O command (identify, features, queues, ...)
   -> the disk in the guest's sysfs (the namespace's scan)
 
+Each hot-add's events, in ms from device_add, go to timeline-DEV.txt in
+the run folder; --events adds trace patterns of the VM's QEMU to them
+(vfio_*,passthru_port_*, say) to see inside a phase, --server-events
+those of the server's QEMU.
+
 Usage: scripts/guest/hotadd-trace.py [--mode acpi|native] [--runs N]
-                                     [--phases]
+                                     [--phases [--events PATTERNS]
+                                      [--server-events PATTERNS]]
 """
 
 import argparse
@@ -59,8 +67,10 @@ LINE = re.compile(r"\S*T(\d+):(\d+):(\d+\.\d+)Z (\w+)\s+(.*)")
 
 
 def parse(text):
-    """{kind: [waits in ms]} of answered messages, {kind: count} posted."""
+    """{kind: [waits in ms]} of the messages waited for (vfio_user_wait),
+    {"posted": count} of the others."""
     sent = {}           # id -> (time, kind)
+    waiting = set()     # ids of the messages waited for
     waited = collections.defaultdict(list)
     kind = None
     for line in text.splitlines():
@@ -76,15 +86,18 @@ def parse(text):
         elif ev == "vfio_user_send_write":
             sent[rest.split()[1]] = (t, kind)
             kind = None
+        elif ev == "vfio_user_wait":
+            waiting.add(rest.split()[1])
         elif ev == "vfio_user_recv_hdr":
             r = re.search(r"id (0x[0-9a-f]+) cmd (0x[0-9a-f]+)", rest)
-            if r and r.group(1) in sent:
+            if r and r.group(1) in waiting and r.group(1) in sent:
+                waiting.discard(r.group(1))
                 t0, k = sent.pop(r.group(1))
                 cmd = COMMANDS.get(int(r.group(2), 16), r.group(2))
                 if cmd in ("REGION_READ", "REGION_WRITE"):
                     cmd = "%s %s" % (cmd, (k or "?").split()[-1])
                 waited[cmd].append((t - t0) * 1000)
-    posted = collections.Counter("posted" for _ in sent)
+    posted = collections.Counter(posted=len(sent))
     return waited, posted
 
 
@@ -155,7 +168,9 @@ def phases(events, bus, t0, t1):
 def main_phases(args):
     run = h.new_run_dir("hotadd-phases-" + args.mode)
     trace = ["-msg", "timestamp=on"]
-    for ev in NVME_EVENTS + ["pci_cfg_read", "pci_cfg_write"]:
+    extra = args.events.split(",") if args.events else []
+    sextra = args.server_events.split(",") if args.server_events else []
+    for ev in NVME_EVENTS + ["pci_cfg_read", "pci_cfg_write"] + extra:
         trace += ["-trace", ev]
     vm = h.VM(run, ports=1, mode=args.mode, mem_mib=1024, name="vm",
               extra_args=trace,
@@ -172,7 +187,7 @@ def main_phases(args):
                 if cfg == "a":
                     srv = h.Server(run, img, name="s%d" % i,
                                    extra_args=trace[:2] + [
-                                       x for ev in NVME_EVENTS
+                                       x for ev in NVME_EVENTS + sextra
                                        for x in ("-trace", ev)]).start()
                     servers.append(srv)
                     h.wait_port_empty(vm, "rp1", 30)
@@ -196,6 +211,10 @@ def main_phases(args):
                     events = sorted(events + trace_events(srv.log, t0, t1))
                 res[cfg].append(phases(events, int(bdf.split(":")[1], 16),
                                        t0, t1))
+                with open(os.path.join(run, "timeline-%s.txt" % dev),
+                          "w") as f:
+                    for t, ev, text in events:
+                        f.write("%9.3f %s %s\n" % ((t - t0) * 1000, ev, text))
                 if cfg == "a":
                     h.remove_orderly(vm, dev, bdf, disk)
                     srv.stop()
@@ -232,6 +251,12 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--phases", action="store_true",
                     help="phases of (a) against an emulated nvme (c)")
+    ap.add_argument("--events", metavar="PATTERNS",
+                    help="with --phases: more trace events of the VM, "
+                         "comma-separated")
+    ap.add_argument("--server-events", metavar="PATTERNS",
+                    help="with --phases: more trace events of the "
+                         "vfio-user server's QEMU, comma-separated")
     args = ap.parse_args()
     if args.phases:
         return main_phases(args)
