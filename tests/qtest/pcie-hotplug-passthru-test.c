@@ -223,6 +223,41 @@ static void test_host_stalls(const void *data)
 }
 
 /*
+ * The guest sets up a vfio-user device's interrupts without waiting for
+ * the server (patches/0040): a server that stalls while the guest turns
+ * MSI-X on is not held against the guest, and the device stays.  Each
+ * SET_IRQS used to wait for its reply with the BQL held, until
+ * x-msg-timeout ended the wait as the server gone.  Once the server runs
+ * again it answers, and the device is still present.
+ */
+static void test_host_stalls_irq_setup(const void *data)
+{
+    Test *t = test_start(data, 1);
+    g_autofree QPCIDevice *dev = NULL;
+    QDict *args;
+    uint8_t exp;
+
+    server_start(t, 0, SERVER_NVME);
+    args = nvme_args(t, PORT(1), 0, "nvme0");
+    qdict_put_int(args, "x-msg-timeout", 300);
+    add_start_args(t, 1, 0, "nvme0", args);
+
+    g_assert_cmpint(kill(t->srv[0].pid, SIGSTOP), ==, 0);
+    /* memory, bus master, MSI-X on: INTx off and MSI-X on, at the server */
+    add_finish(t, 1, "nvme0");
+    g_assert_cmpint(kill(t->srv[0].pid, SIGCONT), ==, 0);
+
+    dev = nvme_dev(t, 1);
+    exp = qpci_find_capability(dev, PCI_CAP_ID_EXP, 0);
+    g_assert_cmpuint(exp, !=, 0);
+    /* Device Control is not answered from QEMU's copy: a round trip */
+    qpci_config_readw(dev, exp + PCI_EXP_DEVCTL);
+    events_sync(t);
+    check_port(t, 1, "present", "nvme0", NULL);
+    test_end(t);
+}
+
+/*
  * An add the guest never completes (no driver, say) blocks every other
  * operation.  device_del of the device cancels it, in either removal
  * mode: the add fails, and the device is taken away at once.
@@ -925,6 +960,12 @@ int main(int argc, char **argv)
                  test_remove_timeout_changed);
     }
     add_test(&modes[0], "policy/at-most-32-devices", test_33rd_device);
+    /*
+     * ACPI only: with native hotplug the guest powers the slot on first,
+     * which resets the device, and a reset waits for the server.
+     */
+    add_test(&modes[0], "surprise/host-stalls/irq-setup-does-not-wait",
+             test_host_stalls_irq_setup);
     add_test(&modes[0], "add/guest-ejects-while-adding-fails-the-add",
              test_guest_ejects_while_adding);
 
