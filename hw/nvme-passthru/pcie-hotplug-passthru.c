@@ -85,11 +85,13 @@ static void passthru_pre_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
     PCIEHotplugPassthru *p = PCIE_HOTPLUG_PASSTHRU(hotplug_dev);
     PassthruCheck c = PASSTHRU_CHECK_ERRP(errp);
 
+    trace_passthru_port_pre_plug(passthru_port_id(p), dev->id ?: "");
     if (!passthru_port_check_plug(p, passthru_port_id(p), dev,
                                   dev->hotplugged, &c)) {
         return;
     }
     p->signal->pre_plug(p, dev, errp);
+    trace_passthru_port_pre_plug_done(passthru_port_id(p), dev->id ?: "");
 }
 
 static void passthru_plug(HotplugHandler *hotplug_dev, DeviceState *dev,
