@@ -190,6 +190,29 @@ static void test_host_gone_while_adding(const void *data)
     test_end(t);
 }
 
+/* Start a hot-add on rp1 whose requests time out after STALL_MS */
+#define STALL_MS 300
+
+static void add_start_stallable(Test *t)
+{
+    QDict *args;
+
+    server_start(t, 0, SERVER_NVME);
+    args = nvme_args(t, PORT(1), 0, "nvme0");
+    qdict_put_int(args, "x-msg-timeout", STALL_MS);
+    add_start_args(t, 1, 0, "nvme0", args);
+}
+
+/* A config read the device answers (Device Control): a round trip */
+static void read_from_device(Test *t)
+{
+    g_autofree QPCIDevice *dev = nvme_dev(t, 1);
+    uint8_t exp = qpci_find_capability(dev, PCI_CAP_ID_EXP, 0);
+
+    g_assert_cmpuint(exp, !=, 0);
+    qpci_config_readw(dev, exp + PCI_EXP_DEVCTL);
+}
+
 /*
  * The vfio-user server stops answering (stopped, not dead): the first
  * request that gets no reply within x-msg-timeout ends it, and QEMU
@@ -199,24 +222,15 @@ static void test_host_gone_while_adding(const void *data)
 static void test_host_stalls(const void *data)
 {
     Test *t = test_start(data, 1);
-    g_autofree QPCIDevice *dev = NULL;
-    QDict *args;
-    uint8_t exp;
+    g_autofree char *reason = g_strdup_printf(
+        "vfio-user server did not answer in %d ms", STALL_MS);
 
-    server_start(t, 0, SERVER_NVME);
-    args = nvme_args(t, PORT(1), 0, "nvme0");
-    qdict_put_int(args, "x-msg-timeout", 300);
-    add_start_args(t, 1, 0, "nvme0", args);
+    add_start_stallable(t);
     add_finish(t, 1, "nvme0");
 
-    dev = nvme_dev(t, 1);
-    exp = qpci_find_capability(dev, PCI_CAP_ID_EXP, 0);
-    g_assert_cmpuint(exp, !=, 0);
     g_assert_cmpint(kill(t->srv[0].pid, SIGSTOP), ==, 0);
-    /* Device Control is not answered from QEMU's copy: a round trip */
-    qpci_config_readw(dev, exp + PCI_EXP_DEVCTL);
-    expect_surprise_removal(t, 1, "nvme0", "host-gone",
-                            "vfio-user server did not answer in 300 ms");
+    read_from_device(t);
+    expect_surprise_removal(t, 1, "nvme0", "host-gone", reason);
     expect_guest_told_gone(t, 1);
     g_assert_cmpint(kill(t->srv[0].pid, SIGCONT), ==, 0);
     test_end(t);
@@ -233,25 +247,14 @@ static void test_host_stalls(const void *data)
 static void test_host_stalls_irq_setup(const void *data)
 {
     Test *t = test_start(data, 1);
-    g_autofree QPCIDevice *dev = NULL;
-    QDict *args;
-    uint8_t exp;
 
-    server_start(t, 0, SERVER_NVME);
-    args = nvme_args(t, PORT(1), 0, "nvme0");
-    qdict_put_int(args, "x-msg-timeout", 300);
-    add_start_args(t, 1, 0, "nvme0", args);
-
+    add_start_stallable(t);
     g_assert_cmpint(kill(t->srv[0].pid, SIGSTOP), ==, 0);
     /* memory, bus master, MSI-X on: INTx off and MSI-X on, at the server */
     add_finish(t, 1, "nvme0");
     g_assert_cmpint(kill(t->srv[0].pid, SIGCONT), ==, 0);
 
-    dev = nvme_dev(t, 1);
-    exp = qpci_find_capability(dev, PCI_CAP_ID_EXP, 0);
-    g_assert_cmpuint(exp, !=, 0);
-    /* Device Control is not answered from QEMU's copy: a round trip */
-    qpci_config_readw(dev, exp + PCI_EXP_DEVCTL);
+    read_from_device(t);
     events_sync(t);
     check_port(t, 1, "present", "nvme0", NULL);
     test_end(t);
