@@ -35,6 +35,10 @@ agent's wait-disk (the precise end point of make bench):
   -> first I/O command (identify, features, queues, ...)
   -> the disk in the guest's sysfs (the namespace's scan)
 
+and, inside the admin phase, how long the controller took to answer:
+each admin command, as the controller sees it, to the guest's
+completion queue doorbell, summed (and the CREATE SQ commands' part).
+
 Each hot-add's events, in ms from device_add, go to timeline-DEV.txt in
 the run folder; --events adds trace patterns of the VM's QEMU to them
 (vfio_*,passthru_port_*, say) to see inside a phase, --server-events
@@ -162,6 +166,31 @@ def phases(events, bus, t0, t1):
         if name in marks:
             out[name] = (marks[name] - prev) * 1000
             prev = marks[name]
+    out.update(answers(events))
+    return out
+
+
+ANSWERS = [("answer", "the controller's answers: each admin command, as "
+            "the controller sees it, -> the guest's CQ doorbell"),
+           ("answer_create_sq", "of them, the CREATE SQ commands'")]
+
+
+def answers(events):
+    """{answer: ms, answer_create_sq: ms}: how long the admin commands
+    took to come back, from the command at the controller to the guest's
+    completion queue doorbell (the guest's interrupt handler), summed."""
+    out = {"answer": 0.0, "answer_create_sq": 0.0}
+    cmd = None
+    for t, ev, text in events:
+        if ev == "pci_nvme_admin_cmd":
+            cmd = (t, "CREATE_SQ" in text)
+        elif (cmd and ev == "pci_nvme_mmio_write" and
+              text.startswith("addr 0x1004 ")):
+            ms = (t - cmd[0]) * 1000
+            out["answer"] += ms
+            if cmd[1]:
+                out["answer_create_sq"] += ms
+            cmd = None
     return out
 
 
@@ -237,10 +266,17 @@ def main_phases(args):
     for name, what in PHASES:
         a, c = med("a", name), med("c", name)
         print("| %s | %.1f | %.1f | %+.1f |" % (what, a, c, a - c))
-    ta = statistics.median([sum(r.values()) for r in res["a"]])
-    tc = statistics.median([sum(r.values()) for r in res["c"]])
-    print("| **device_add -> disk** | **%.1f** | **%.1f** | **%+.1f** |\n"
+    ta = statistics.median([sum(r[n] for n, _ in PHASES if n in r)
+                            for r in res["a"]])
+    tc = statistics.median([sum(r[n] for n, _ in PHASES if n in r)
+                            for r in res["c"]])
+    print("| **device_add -> disk** | **%.1f** | **%.1f** | **%+.1f** |"
           % (ta, tc, ta - tc))
+    for name, what in ANSWERS:
+        a, c = med("a", name), med("c", name)
+        print("| (in the admin phase) %s | %.1f | %.1f | %+.1f |"
+              % (what, a, c, a - c))
+    print()
     print("Traces: %s" % run)
     return 0
 
