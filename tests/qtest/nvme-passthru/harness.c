@@ -640,7 +640,6 @@ void test_free(Test *t)
 
 /* Operations */
 
-/* device_add of vfio-user-nvme @id on rp@n, exported by server @i */
 /* device_add @args (nvme_args() of port @n, server @i, @id, and more) */
 void add_start_args(Test *t, int n, int i, const char *id, QDict *args)
 {
@@ -651,6 +650,7 @@ void add_start_args(Test *t, int n, int i, const char *id, QDict *args)
     check_port(t, n, "adding", id, "add");
 }
 
+/* device_add of vfio-user-nvme @id on rp@n, exported by server @i */
 void add_start(Test *t, int n, int i, const char *id)
 {
     add_start_args(t, n, i, id, nvme_args(t, PORT(n), i, id));
